@@ -1,0 +1,59 @@
+# Convenience targets for the lock files and the container images. Nothing here is needed to run
+# or test the project (see README.md); each recipe is the plain command it runs.
+#
+#   make lock                        regenerate every lock file (add UPGRADE=--upgrade to move pins)
+#   make images                      build the CPU and GPU images, tagged with pyproject's version
+#   make push REGISTRY=my.registry/team
+#   make lint-docker                 hadolint both Dockerfiles
+
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+# Version of the project, read from pyproject.toml; the images are tagged with it.
+VERSION := $(shell sed -n 's/^version *= *"\([^"]*\)".*/\1/p' pyproject.toml | head -n 1)
+REGISTRY ?= ghcr.io/example
+IMAGE ?= $(REGISTRY)/dec-pipeline
+GPU_IMAGE ?= $(REGISTRY)/dec-pipeline-gpu
+# The locks are resolved for x86_64 Linux, so the images are built for it on any host.
+PLATFORM ?= linux/amd64
+SOURCE ?= https://github.com/example/dec-pipeline
+
+DOCKER ?= docker
+UV ?= $(if $(wildcard .venv/bin/uv),.venv/bin/uv,uv)
+HADOLINT ?= $(if $(wildcard .venv/bin/hadolint),.venv/bin/hadolint,hadolint)
+
+LOCK_FLAGS := --python-version 3.11 --python-platform x86_64-manylinux_2_28 --generate-hashes
+UPGRADE ?=
+BUILD_ARGS = --platform $(PLATFORM) --build-arg VERSION=$(VERSION) --build-arg SOURCE=$(SOURCE)
+
+.PHONY: help lock images push lint-docker print-version print-images
+
+help:
+	@echo "targets: lock images push lint-docker print-version print-images"
+	@echo "images: $(IMAGE):$(VERSION) $(GPU_IMAGE):$(VERSION)"
+
+# requirements-gpu.lock is constrained by requirements.lock, so the GPU image runs every shared
+# package at the CPU image's version; only TensorFlow and the NVIDIA wheels differ.
+lock:
+	$(UV) pip compile pyproject.toml $(LOCK_FLAGS) $(UPGRADE) -o requirements.lock
+	$(UV) pip compile pyproject.toml --extra dev $(LOCK_FLAGS) $(UPGRADE) -o requirements-dev.lock
+	$(UV) pip compile docker/requirements-mnist.in --no-deps $(LOCK_FLAGS) $(UPGRADE) -o requirements-mnist.lock
+	$(UV) pip compile docker/requirements-gpu.in -c requirements.lock $(LOCK_FLAGS) $(UPGRADE) -o requirements-gpu.lock
+
+images:
+	$(DOCKER) build -f docker/Dockerfile $(BUILD_ARGS) -t $(IMAGE):$(VERSION) .
+	$(DOCKER) build -f docker/Dockerfile.gpu $(BUILD_ARGS) -t $(GPU_IMAGE):$(VERSION) .
+
+push: images
+	$(DOCKER) push $(IMAGE):$(VERSION)
+	$(DOCKER) push $(GPU_IMAGE):$(VERSION)
+
+lint-docker:
+	$(HADOLINT) --config docker/hadolint.yaml docker/Dockerfile docker/Dockerfile.gpu
+
+print-version:
+	@echo $(VERSION)
+
+print-images:
+	@echo $(IMAGE):$(VERSION)
+	@echo $(GPU_IMAGE):$(VERSION)

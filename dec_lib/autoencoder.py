@@ -1,0 +1,182 @@
+"""The fully connected autoencoder and its pretraining.
+
+Pretraining uses its own compiled step rather than ``Model.fit``: one XLA-compiled function per
+batch and no callback machinery, with a resumable checkpoint every few epochs so that a pod
+preempted mid-run picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from dec_lib.config import AutoencoderConfig, PretrainConfig
+
+log = logging.getLogger(__name__)
+
+EMBEDDING_LAYER = "embedding"
+
+
+def build_autoencoder(input_dim: int, config: AutoencoderConfig) -> keras.Model:
+    """d-500-500-2000-10 and its mirror: ReLU inside, linear embedding and reconstruction."""
+    init = keras.initializers.VarianceScaling(scale=1.0 / 3.0, mode="fan_in",
+                                              distribution="uniform")
+    inputs = keras.Input(shape=(input_dim,), name="image")
+    h = inputs
+    for i, units in enumerate(config.hidden_dims):
+        h = keras.layers.Dense(units, activation="relu", kernel_initializer=init,
+                               name=f"encoder_{i}")(h)
+    embedding = keras.layers.Dense(config.embedding_dim, kernel_initializer=init,
+                                   name=EMBEDDING_LAYER)(h)
+    h = embedding
+    for i, units in enumerate(reversed(config.hidden_dims)):
+        h = keras.layers.Dense(units, activation="relu", kernel_initializer=init,
+                               name=f"decoder_{i}")(h)
+    reconstruction = keras.layers.Dense(input_dim, kernel_initializer=init,
+                                        name="reconstruction")(h)
+    return keras.Model(inputs, reconstruction, name="autoencoder")
+
+
+def encoder_of(autoencoder: keras.Model) -> keras.Model:
+    """The encoder half, sharing weights with the autoencoder."""
+    return keras.Model(autoencoder.input, autoencoder.get_layer(EMBEDDING_LAYER).output,
+                       name="encoder")
+
+
+def make_optimizer(name: str, learning_rate: float, momentum: float) -> keras.optimizers.Optimizer:
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate=learning_rate)
+    return keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum)
+
+
+def embed(encoder: keras.Model, x: np.ndarray, batch_size: int = 8192) -> np.ndarray:
+    """The embedding of every row of ``x``, in large compiled batches."""
+    forward = _compiled_forward(encoder)
+    parts = [forward(tf.constant(x[i:i + batch_size])).numpy()
+             for i in range(0, len(x), batch_size)]
+    if not parts:
+        return np.zeros((0, encoder.output.shape[-1]), dtype=np.float32)
+    return np.concatenate(parts)
+
+
+def _compiled_forward(model: keras.Model) -> Callable:
+    return tf.function(lambda batch: model(batch, training=False), jit_compile=True,
+                       reduce_retracing=True)
+
+
+@dataclass
+class PretrainResult:
+    losses: list[float] = field(default_factory=list)
+    """Mean reconstruction MSE per epoch, resumed epochs included."""
+    resumed_from_epoch: int = 0
+    seconds: float = 0.0
+
+
+class _Checkpoint:
+    """Weights, optimizer state and loss history, written atomically so a kill never corrupts it."""
+
+    def __init__(self, directory: str | os.PathLike):
+        self.directory = Path(directory)
+        self.weights = self.directory / "autoencoder.weights.h5"
+        self.optimizer = self.directory / "optimizer.npz"
+        self.state = self.directory / "state.json"
+
+    def save(self, model: keras.Model, optimizer: keras.optimizers.Optimizer,
+             epoch: int, losses: list[float]) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        tmp = self.directory / f".tmp-{os.getpid()}"
+        tmp.mkdir(exist_ok=True)
+        model.save_weights(tmp / self.weights.name)
+        np.savez(tmp / self.optimizer.name,
+                 *[np.asarray(v.numpy()) for v in optimizer.variables])
+        (tmp / self.state.name).write_text(json.dumps({"epoch": epoch, "losses": losses}))
+        # state.json last: its presence is what marks a checkpoint complete.
+        for path in (self.weights, self.optimizer, self.state):
+            os.replace(tmp / path.name, path)
+        tmp.rmdir()
+
+    def restore(self, model: keras.Model, optimizer: keras.optimizers.Optimizer
+                ) -> tuple[int, list[float]]:
+        if not self.state.exists():
+            return 0, []
+        state = json.loads(self.state.read_text())
+        model.load_weights(self.weights)
+        optimizer.build(model.trainable_variables)
+        with np.load(self.optimizer, allow_pickle=False) as saved:
+            values = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+        if len(values) != len(optimizer.variables):
+            log.warning("checkpoint optimizer state does not match; restarting the optimizer")
+        else:
+            for variable, value in zip(optimizer.variables, values, strict=True):
+                variable.assign(value)
+        return int(state["epoch"]), [float(v) for v in state["losses"]]
+
+
+EpochCallback = Callable[[int, int, float, float], None]
+"""on_epoch(epoch, epochs, loss, seconds_per_epoch)"""
+
+
+def pretrain_autoencoder(
+    autoencoder: keras.Model,
+    x: np.ndarray,
+    config: PretrainConfig,
+    *,
+    seed: int = 0,
+    checkpoint_dir: str | os.PathLike | None = None,
+    on_epoch: EpochCallback | None = None,
+) -> PretrainResult:
+    """Minimise reconstruction MSE; resumes from ``checkpoint_dir`` when one is there."""
+    optimizer = make_optimizer(config.optimizer, config.learning_rate, config.momentum)
+    checkpoint = _Checkpoint(checkpoint_dir) if checkpoint_dir else None
+    start_epoch, losses = (0, [])
+    if checkpoint is not None:
+        start_epoch, losses = checkpoint.restore(autoencoder, optimizer)
+        if start_epoch:
+            log.info("resuming pretraining at epoch %d of %d", start_epoch + 1, config.epochs)
+    result = PretrainResult(losses=losses, resumed_from_epoch=start_epoch)
+    variables = autoencoder.trainable_variables
+
+    @tf.function(jit_compile=True, reduce_retracing=True)
+    def train_step(batch):
+        with tf.GradientTape() as tape:
+            reconstruction = autoencoder(batch, training=True)
+            loss = tf.reduce_mean(tf.square(batch - reconstruction))
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+        return loss
+
+    data = tf.constant(x)
+    n, batch_size = len(x), config.batch_size
+    started = time.perf_counter()
+    for epoch in range(start_epoch, config.epochs):
+        epoch_started = time.perf_counter()
+        # The order depends on (seed, epoch) alone, so a resumed run sees the same batches.
+        order = tf.constant(np.random.default_rng([seed, epoch]).permutation(n))
+        total = tf.constant(0.0)
+        for begin in range(0, n, batch_size):
+            batch = tf.gather(data, order[begin:begin + batch_size])
+            total += train_step(batch) * tf.cast(tf.shape(batch)[0], tf.float32)
+        loss = float(total.numpy()) / n
+        if not np.isfinite(loss):
+            raise FloatingPointError(
+                f"pretraining diverged at epoch {epoch + 1} (loss {loss}); "
+                "lower pretrain.learning_rate")
+        result.losses.append(loss)
+        seconds = time.perf_counter() - epoch_started
+        if on_epoch is not None:
+            on_epoch(epoch + 1, config.epochs, loss, seconds)
+        last = epoch + 1 == config.epochs
+        if checkpoint is not None and config.checkpoint_every and (
+            (epoch + 1) % config.checkpoint_every == 0 or last
+        ):
+            checkpoint.save(autoencoder, optimizer, epoch + 1, result.losses)
+    result.seconds = time.perf_counter() - started
+    return result

@@ -1,0 +1,61 @@
+"""The clustering layer and DEC's two distributions.
+
+``soft_assignment`` and ``target_distribution`` exist twice on purpose: as NumPy functions (the
+readable reference, also used on the full data set between updates) and inside
+``ClusteringLayer`` (the differentiable version trained with the encoder).
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+
+def soft_assignment(embedding: np.ndarray, centres: np.ndarray, alpha: float = 1.0) -> np.ndarray:
+    """q_ij: Student's t similarity of embedding i to centre j, normalised per row."""
+    embedding = np.asarray(embedding, dtype=np.float64)
+    centres = np.asarray(centres, dtype=np.float64)
+    sq_dist = ((embedding[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2)
+    q = (1.0 + sq_dist / alpha) ** (-(alpha + 1.0) / 2.0)
+    return q / q.sum(axis=1, keepdims=True)
+
+
+def target_distribution(q: np.ndarray) -> np.ndarray:
+    """p_ij = (q_ij^2 / f_j) normalised per row, f_j the soft cluster frequency.
+
+    Squaring sharpens confident assignments; dividing by f_j stops large clusters from swallowing
+    the rest.
+    """
+    q = np.asarray(q, dtype=np.float64)
+    weight = q**2 / q.sum(axis=0)
+    return weight / weight.sum(axis=1, keepdims=True)
+
+
+@keras.saving.register_keras_serializable(package="dec")
+class ClusteringLayer(keras.layers.Layer):
+    """Maps embeddings to soft cluster assignments; the cluster centres are its weights."""
+
+    def __init__(self, n_clusters: int, alpha: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.n_clusters = int(n_clusters)
+        self.alpha = float(alpha)
+
+    def build(self, input_shape):
+        self.centres = self.add_weight(
+            name="centres",
+            shape=(self.n_clusters, int(input_shape[-1])),
+            initializer="glorot_uniform",
+        )
+
+    def call(self, embedding):
+        diff = ops.expand_dims(embedding, axis=1) - ops.expand_dims(self.centres, axis=0)
+        sq_dist = ops.sum(ops.square(diff), axis=2)
+        q = ops.power(1.0 + sq_dist / self.alpha, -(self.alpha + 1.0) / 2.0)
+        return q / ops.sum(q, axis=1, keepdims=True)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.n_clusters)
+
+    def get_config(self):
+        return {**super().get_config(), "n_clusters": self.n_clusters, "alpha": self.alpha}

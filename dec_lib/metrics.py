@@ -1,0 +1,89 @@
+"""Clustering quality: unsupervised accuracy (Hungarian mapping), NMI, ARI and the confusion matrix.
+
+Labels are used here and nowhere in training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+from dec_lib.errors import DataError
+
+
+def _as_label_vectors(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
+    y_true = np.asarray(y_true).astype(np.int64, copy=False).ravel()
+    y_pred = np.asarray(y_pred).astype(np.int64, copy=False).ravel()
+    if y_true.shape != y_pred.shape:
+        raise DataError("labels", f"{y_true.size} true labels for {y_pred.size} predictions")
+    if y_true.size == 0:
+        raise DataError("labels", "no labels to evaluate")
+    if y_true.min() < 0 or y_pred.min() < 0:
+        raise DataError("labels", "labels and clusters must be non-negative integers")
+    return y_true, y_pred
+
+
+def contingency(y_true, y_pred) -> np.ndarray:
+    """counts[cluster, label]: how many points of each label fell in each cluster."""
+    y_true, y_pred = _as_label_vectors(y_true, y_pred)
+    counts = np.zeros((y_pred.max() + 1, y_true.max() + 1), dtype=np.int64)
+    np.add.at(counts, (y_pred, y_true), 1)
+    return counts
+
+
+def cluster_to_label(y_true, y_pred) -> dict[int, int]:
+    """The one-to-one cluster->label mapping that maximises agreement (Hungarian algorithm).
+
+    Clusters left over when there are more clusters than labels map to their majority label.
+    """
+    counts = contingency(y_true, y_pred)
+    rows, cols = linear_sum_assignment(counts, maximize=True)
+    mapping = {int(r): int(c) for r, c in zip(rows, cols, strict=True)}
+    for cluster in range(counts.shape[0]):
+        if cluster not in mapping and counts[cluster].sum() > 0:
+            mapping[cluster] = int(counts[cluster].argmax())
+    return mapping
+
+
+def cluster_accuracy(y_true, y_pred) -> float:
+    """Unsupervised accuracy: the best one-to-one matching of clusters to labels."""
+    counts = contingency(y_true, y_pred)
+    rows, cols = linear_sum_assignment(counts, maximize=True)
+    return float(counts[rows, cols].sum() / counts.sum())
+
+
+@dataclass
+class ClusteringReport:
+    acc: float
+    nmi: float
+    ari: float
+    mapping: dict[int, int]
+    confusion: list[list[int]]
+    """confusion[label][predicted label] after mapping clusters to labels."""
+    labels: list[int]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def evaluate_clustering(y_true, y_pred) -> ClusteringReport:
+    y_true, y_pred = _as_label_vectors(y_true, y_pred)
+    mapping = cluster_to_label(y_true, y_pred)
+    mapped = np.array([mapping.get(int(c), -1) for c in range(y_pred.max() + 1)])[y_pred]
+    labels = sorted(set(np.unique(y_true).tolist()) | set(mapping.values()))
+    index = {label: i for i, label in enumerate(labels)}
+    confusion = np.zeros((len(labels), len(labels)), dtype=np.int64)
+    for t, p in zip(y_true, mapped, strict=True):
+        if p >= 0:
+            confusion[index[int(t)], index[int(p)]] += 1
+    return ClusteringReport(
+        acc=cluster_accuracy(y_true, y_pred),
+        nmi=float(normalized_mutual_info_score(y_true, y_pred)),
+        ari=float(adjusted_rand_score(y_true, y_pred)),
+        mapping=mapping,
+        confusion=confusion.tolist(),
+        labels=labels,
+    )

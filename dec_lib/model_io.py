@@ -1,0 +1,45 @@
+"""Saving and loading Keras models in the ``.keras`` format, always in safe mode.
+
+Safe mode refuses lambda layers and arbitrary code in a model file; the only custom class a
+model of ours may name is the clustering layer.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import keras
+
+from dec_lib.clustering import ClusteringLayer
+from dec_lib.errors import DataError
+
+CUSTOM_OBJECTS = {"dec>ClusteringLayer": ClusteringLayer, "ClusteringLayer": ClusteringLayer}
+
+
+def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
+    """Write atomically: a reader never sees a half-written model under the final name."""
+    path = Path(path)
+    if path.suffix != ".keras":
+        path = path.with_suffix(".keras")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_model(path: str | os.PathLike) -> keras.Model:
+    path = Path(path)
+    if path.is_dir():
+        candidates = sorted(path.glob("*.keras"))
+        if len(candidates) != 1:
+            raise DataError(path, f"expected one .keras model file, found {len(candidates)}")
+        path = candidates[0]
+    if not path.exists():
+        raise DataError(path, "no such model file")
+    try:
+        return keras.saving.load_model(path, custom_objects=CUSTOM_OBJECTS, compile=False,
+                                       safe_mode=True)
+    except (ValueError, OSError, KeyError, TypeError) as error:
+        raise DataError(path, f"not a loadable .keras model: {error}") from error

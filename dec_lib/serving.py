@@ -1,0 +1,172 @@
+"""The registered model: a pyfunc that takes images and answers cluster, label and confidence.
+
+Users load it with ``mlflow.pyfunc.load_model("models:/dec-mnist@champion")`` or serve it with
+``mlflow models serve``; it needs no Kubeflow and no knowledge of how it was trained.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+from dec_lib.errors import DataError
+
+log = logging.getLogger(__name__)
+
+MODEL_ARTIFACT = "dec_model"
+INFO_ARTIFACT = "model_info"
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+OUTPUT_COLUMNS = ("cluster", "label", "confidence")
+
+
+def to_image_batch(model_input: Any, n_features: int) -> np.ndarray:
+    """Accept N×H×W, N×H×W×1 or N×D images, uint8 (0-255) or float (0-1), as array or frame."""
+    from dec_lib.validation import check_images
+
+    if isinstance(model_input, pd.DataFrame):
+        model_input = model_input.to_numpy()
+    elif isinstance(model_input, dict) and len(model_input) == 1:
+        model_input = next(iter(model_input.values()))
+    array = np.asarray(model_input)
+    if array.dtype == object:
+        try:
+            array = np.asarray(array.tolist(), dtype=np.float64)
+        except (TypeError, ValueError) as error:
+            raise DataError("model input", f"images must be numeric arrays: {error}") from None
+        if np.all((array >= 0) & (array <= 255) & (array == np.round(array))) and array.max() > 1:
+            array = array.astype(np.uint8)
+    x = check_images(array, source="model input")
+    if x.shape[1] != n_features:
+        raise DataError("model input", f"each image must have {n_features} pixels, got "
+                        f"{x.shape[1]} (shape {tuple(array.shape[1:])})")
+    return x
+
+
+class DECPyfuncModel(mlflow.pyfunc.PythonModel):
+    """Images in; a frame of ``cluster``, ``label`` (-1 where no mapping) and ``confidence`` out."""
+
+    def load_context(self, context):
+        from dec_lib.model_io import load_model
+
+        self.model = load_model(context.artifacts[MODEL_ARTIFACT])
+        info = json.loads(Path(context.artifacts[INFO_ARTIFACT]).read_text())
+        self.mapping = {int(k): int(v) for k, v in info.get("mapping", {}).items()}
+        self.n_features = int(self.model.input_shape[-1])
+
+    def predict(self, context, model_input, params=None):
+        from dec_lib.autoencoder import embed
+
+        x = to_image_batch(model_input, self.n_features)
+        q = embed(self.model, x)
+        clusters = q.argmax(axis=1)
+        return pd.DataFrame({
+            "cluster": clusters.astype(np.int64),
+            "label": np.array([self.mapping.get(int(c), -1) for c in clusters], dtype=np.int64),
+            "confidence": q.max(axis=1).astype(np.float64),
+        })
+
+
+def _signature(image_shape: tuple[int, ...]):
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema, TensorSpec
+
+    # One tensor spec cannot say "N×28×28 or N×784, uint8 or float", and MLflow enforces
+    # shape and dtype exactly, so the input is declared as a batch of anything; the model
+    # checks shape, range and dtype itself and names what is wrong.
+    return ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(object), (-1,), name="images")]),
+        outputs=Schema([ColSpec("long", "cluster"), ColSpec("long", "label"),
+                        ColSpec("double", "confidence")]),
+    )
+
+
+def _pip_requirements() -> list[str]:
+    wanted = ["mlflow", "tensorflow-cpu", "keras", "numpy", "pandas", "scikit-learn", "scipy"]
+    found = []
+    for name in wanted:
+        try:
+            found.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+@dataclass
+class Registration:
+    model_name: str
+    version: str
+    alias: str
+    model_uri: str
+    run_id: str
+
+
+def log_and_register(
+    model_path: str | os.PathLike,
+    *,
+    mapping: dict[int, int],
+    image_shape: tuple[int, ...],
+    model_name: str,
+    metrics: dict[str, float],
+    run_id: str,
+    work_dir: str | os.PathLike,
+) -> Registration:
+    """Log the pyfunc into the active run, register a version and set its alias.
+
+    The first version of a name becomes ``champion``; later ones arrive as ``challenger``
+    until a promotion gate decides otherwise.
+    """
+    from mlflow import MlflowClient
+
+    from dec_lib.tracking import with_retries
+
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    info_path = work_dir / "model_info.json"
+    info_path.write_text(json.dumps({
+        "mapping": {str(k): v for k, v in mapping.items()},
+        "image_shape": list(image_shape),
+        "metrics": metrics,
+    }))
+    example = np.zeros((2, *image_shape), dtype=np.uint8)
+    code_path = str(Path(__file__).resolve().parent)
+    model_info = with_retries(lambda: mlflow.pyfunc.log_model(
+        name="model",
+        python_model=DECPyfuncModel(),
+        artifacts={MODEL_ARTIFACT: str(model_path), INFO_ARTIFACT: str(info_path)},
+        signature=_signature(image_shape),
+        input_example=example,
+        code_paths=[code_path],
+        pip_requirements=_pip_requirements(),
+    ), "log the model")
+    client = MlflowClient()
+    version = with_retries(lambda: mlflow.register_model(
+        model_info.model_uri, model_name,
+        tags={"mlflow_run_id": run_id, **{k: f"{v:.4f}" for k, v in metrics.items()}},
+    ), f"register {model_name!r}")
+
+    def has_champion() -> bool:
+        try:
+            client.get_model_version_by_alias(model_name, CHAMPION)
+            return True
+        except mlflow.exceptions.MlflowException as error:
+            if "not found" in str(error).lower() or "RESOURCE_DOES_NOT_EXIST" in str(
+                    getattr(error, "error_code", "")):
+                return False
+            raise
+
+    alias = CHALLENGER if with_retries(has_champion, "read the champion alias") else CHAMPION
+    with_retries(lambda: client.set_registered_model_alias(model_name, alias, version.version),
+                 f"set alias {alias!r}")
+    log.info("registered %s version %s as %s", model_name, version.version, alias)
+    return Registration(model_name=model_name, version=str(version.version), alias=alias,
+                        model_uri=f"models:/{model_name}@{alias}", run_id=run_id)

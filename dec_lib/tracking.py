@@ -1,0 +1,169 @@
+"""MLflow bookkeeping: one MLflow run per pipeline run, shared by every step.
+
+Each step runs in its own process (its own pod on a cluster), so the steps cannot hand a run
+object to each other. They agree on the run through a key that is unique per pipeline run (the
+KFP job name): the first step to arrive creates the run and tags it with the key, later steps
+find it by the tag.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlparse
+
+from dec_lib.errors import TrackingError
+
+log = logging.getLogger(__name__)
+
+RUN_KEY_TAG = "dec.pipeline_run"
+DEFAULT_EXPERIMENT = "dec"
+
+T = TypeVar("T")
+
+
+def sqlite_uri(work_dir: str | os.PathLike) -> str:
+    """The embedded default store: SQLite in the work dir, by absolute path."""
+    return f"sqlite:///{Path(work_dir).resolve() / 'mlflow.db'}"
+
+
+def resolve_tracking_uri(uri: str | None = None) -> str:
+    uri = (uri or os.environ.get("MLFLOW_TRACKING_URI") or "").strip()
+    if not uri:
+        raise TrackingError(
+            "no MLflow tracking URI: pass --mlflow-uri or set MLFLOW_TRACKING_URI "
+            "(e.g. sqlite:////abs/path/mlflow.db or http://mlflow:5000)")
+    return uri
+
+
+def artifact_root_for(uri: str) -> str | None:
+    """Where a new experiment keeps artifacts: beside a SQLite file, or the server's choice.
+
+    Without this, MLflow puts artifacts under the *current directory* of whichever process
+    creates the experiment, and steps started elsewhere could not find them.
+    """
+    parsed = urlparse(uri)
+    if parsed.scheme == "sqlite":
+        db_path = Path(uri[len("sqlite:///"):])
+        return (db_path.parent / "mlartifacts").resolve().as_uri()
+    if parsed.scheme in ("", "file"):
+        return None
+    return None
+
+
+def with_retries(action: Callable[[], T], what: str, attempts: int = 4,
+                 first_delay: float = 1.0) -> T:
+    """Run ``action``, retrying transient tracking-server failures with exponential backoff."""
+    from mlflow.exceptions import MlflowException
+    from requests.exceptions import RequestException
+
+    delay = first_delay
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except (MlflowException, RequestException, ConnectionError, TimeoutError) as error:
+            if not _is_transient(error) or attempt == attempts:
+                raise TrackingError(f"MLflow: {what} failed: {error}") from error
+            log.warning("MLflow: %s failed (attempt %d of %d), retrying in %.0fs: %s",
+                        what, attempt, attempts, delay, error)
+            time.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")
+
+
+def _is_transient(error: Exception) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(error, MlflowException):
+        code = getattr(error, "error_code", "")
+        return code in ("INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED") \
+            or "Max retries" in str(error) or "database is locked" in str(error)
+    return True
+
+
+def configure(uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT) -> str:
+    """Point MLflow at ``uri`` and make sure ``experiment`` exists; returns its id."""
+    import mlflow
+
+    uri = resolve_tracking_uri(uri)
+    mlflow.set_tracking_uri(uri)
+    client = mlflow.MlflowClient(uri)
+
+    def get_or_create() -> str:
+        existing = client.get_experiment_by_name(experiment)
+        if existing is not None:
+            return existing.experiment_id
+        try:
+            return client.create_experiment(experiment, artifact_location=artifact_root_for(uri))
+        except Exception:  # another step created it first
+            existing = client.get_experiment_by_name(experiment)
+            if existing is None:
+                raise
+            return existing.experiment_id
+
+    experiment_id = with_retries(get_or_create, f"open experiment {experiment!r}")
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+def find_or_create_run(run_key: str, experiment_id: str) -> str:
+    """The id of the MLflow run for pipeline run ``run_key``."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+
+    def find() -> str | None:
+        runs = client.search_runs([experiment_id], f"tags.`{RUN_KEY_TAG}` = '{run_key}'",
+                                  max_results=1, order_by=["attributes.start_time ASC"])
+        return runs[0].info.run_id if runs else None
+
+    run_id = with_retries(find, f"look up the run of {run_key!r}")
+    if run_id is None:
+        run = with_retries(lambda: client.create_run(experiment_id, run_name=run_key,
+                                                     tags={RUN_KEY_TAG: run_key}),
+                           f"create the run of {run_key!r}")
+        run_id = run.info.run_id
+    return run_id
+
+
+@contextmanager
+def step_run(run_key: str, step: str, *, tracking_uri: str | None = None,
+             experiment: str = DEFAULT_EXPERIMENT) -> Iterator[Any]:
+    """Make the pipeline run's MLflow run active for one step, and time the step.
+
+    The step's compute time is logged as ``phase_seconds.<step>``; a failing step marks the run
+    failed, so a broken pipeline never looks finished in the MLflow UI.
+    """
+    import mlflow
+
+    experiment_id = configure(tracking_uri, experiment)
+    run_id = find_or_create_run(run_key, experiment_id)
+    started = time.perf_counter()
+    with mlflow.start_run(run_id=run_id) as run:
+        mlflow.set_tag(f"step.{step}", "running")
+        yield run
+        mlflow.log_metric(f"phase_seconds.{step}", time.perf_counter() - started)
+        mlflow.set_tag(f"step.{step}", "done")
+
+
+def log_params(params: dict[str, Any]) -> None:
+    import mlflow
+
+    with_retries(lambda: mlflow.log_params({k: _param_value(v) for k, v in params.items()}),
+                 "log parameters")
+
+
+def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
+    import mlflow
+
+    with_retries(lambda: mlflow.log_metrics({k: float(v) for k, v in metrics.items()},
+                                            step=step), "log metrics")
+
+
+def _param_value(value: Any) -> str:
+    return "none" if value is None else str(value)

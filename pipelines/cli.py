@@ -1,0 +1,335 @@
+"""``dec-pipeline``: run the DAG locally, compile it, submit or schedule it, predict with a model.
+
+The CLI decides what the user sees: progress comes from the steps' logs, and every command ends
+with one summary or one error line (exit status 1 for a user mistake).
+"""
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+from dec_lib.config import PRESETS, RunConfig, preset
+from dec_lib.errors import DecError
+from dec_lib.progress import format_duration, setup_logging
+
+log = logging.getLogger("dec.cli")
+
+PHASES = ("ingest", "pretrain", "kmeans_init", "dec_train", "evaluate", "register")
+
+
+def build_config(args: argparse.Namespace) -> RunConfig:
+    """Preset, then ``--dataset``/``--seed``, then ``--set``: later wins."""
+    config = preset(args.preset)
+    overrides: list[str] = []
+    if getattr(args, "dataset", None):
+        overrides.append(f"data.dataset={args.dataset}")
+    if getattr(args, "seed", None) is not None:
+        overrides.append(f"seed={args.seed}")
+    overrides.extend(getattr(args, "set", None) or [])
+    return config.with_overrides(overrides)
+
+
+# ------------------------------------------------------------------------------------------ run
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from kfp import local
+
+    from dec_lib import tracking
+    from pipelines.dag import build_pipeline, pipeline_arguments
+
+    config = build_config(args)
+    work_dir = Path(args.work_dir).resolve()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    tracking_uri = args.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI") \
+        or tracking.sqlite_uri(work_dir)
+    if config.data.dataset != "mnist" and not Path(config.data.dataset).exists():
+        raise DecError(f"{config.data.dataset}: no such file or directory (--dataset)")
+    error_file = work_dir / f".errors-{os.getpid()}"
+    error_file.unlink(missing_ok=True)
+    os.environ.update({"TF_CPP_MIN_LOG_LEVEL": "2", "DEC_ERROR_FILE": str(error_file),
+                       "DEC_LOG_LEVEL": logging.getLevelName(log.getEffectiveLevel())})
+    log.info("preset %s on %s: %s", args.preset, config.data.dataset,
+             ", ".join(f"{k}={v}" for k, v in config.flat().items()
+                       if k in ("seed", "data.n_samples", "pretrain.epochs", "dec.maxiter")))
+    log.info("MLflow tracking URI: %s", tracking_uri)
+
+    local.init(runner=local.SubprocessRunner(use_venv=False),
+               pipeline_root=str(work_dir / "kfp-outputs"), raise_on_error=False)
+    pipeline = build_pipeline(config, model_name=args.model_name)
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        # The task images name our container; locally the components run in this environment.
+        warnings.filterwarnings("ignore", message=".*non-Python base image.*")
+        registered = pipeline(**pipeline_arguments(
+            config, model_name=args.model_name, tracking_uri=tracking_uri,
+            experiment=args.experiment, checkpoint_root=str(work_dir / "checkpoints")))
+    wall = time.perf_counter() - started
+    if not registered or not getattr(registered, "metadata", None):
+        reason = error_file.read_text().strip() if error_file.exists() else \
+            "a pipeline step failed; see the log above"
+        error_file.unlink(missing_ok=True)
+        raise DecError(reason.splitlines()[-1])
+    summary = _summary(registered.metadata, config, wall)
+    _print_summary(summary)
+    if args.summary:
+        Path(args.summary).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.summary).write_text(json.dumps(summary, indent=2) + "\n")
+    return 0
+
+
+def _summary(registered: dict, config: RunConfig, wall: float) -> dict:
+    import mlflow
+
+    run = mlflow.MlflowClient(registered["tracking_uri"]).get_run(registered["mlflow_run_id"])
+    metrics = run.data.metrics
+    return {
+        "acc": metrics.get("acc"),
+        "nmi": metrics.get("nmi"),
+        "ari": metrics.get("ari"),
+        "silhouette": metrics.get("silhouette"),
+        "n_samples": int(float(run.data.params.get("data.n_images", "0"))),
+        "model_name": registered["model_name"],
+        "model_version": registered["model_version"],
+        "alias": registered["alias"],
+        "model_uri": registered["model_uri"],
+        "mlflow_run_id": registered["mlflow_run_id"],
+        "tracking_uri": registered["tracking_uri"],
+        "seed": config.seed,
+        "wall_seconds": round(wall, 2),
+        "phase_seconds": {p: round(metrics.get(f"phase_seconds.{p}", float("nan")), 2)
+                          for p in PHASES},
+        "config": config.to_dict(),
+    }
+
+
+def _print_summary(summary: dict) -> None:
+    def fmt(value):
+        return "n/a (no labels)" if value is None else f"{value:.4f}"
+
+    lines = [
+        "",
+        "DEC pipeline finished",
+        f"  images          {summary['n_samples']}",
+        f"  ACC / NMI / ARI {fmt(summary['acc'])} / {fmt(summary['nmi'])} / "
+        f"{fmt(summary['ari'])}",
+        f"  model           {summary['model_name']} version {summary['model_version']} "
+        f"(alias {summary['alias']}): {summary['model_uri']}",
+        f"  MLflow          run {summary['mlflow_run_id']} at {summary['tracking_uri']}",
+        f"  time            {format_duration(summary['wall_seconds'])} in all: "
+        + ", ".join(f"{p} {format_duration(s)}" for p, s in summary["phase_seconds"].items()),
+    ]
+    print("\n".join(lines))
+
+
+# -------------------------------------------------------------------------------------- compile
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from kfp import compiler
+
+    from pipelines.dag import Placement, build_pipeline
+
+    placement = Placement(**{k: v for k, v in (("image", args.image),
+                                               ("gpu_image", args.gpu_image)) if v})
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(build_pipeline(build_config(args), placement,
+                                               model_name=args.model_name), str(output))
+    print(f"compiled {output} (images {placement.image}, {placement.gpu_image})")
+    return 0
+
+
+# -------------------------------------------------------------------------------------- predict
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import mlflow
+
+    from dec_lib.data import load_dataset
+
+    if args.mlflow_uri:
+        mlflow.set_tracking_uri(args.mlflow_uri)
+    images = load_dataset(args.input)
+    model = mlflow.pyfunc.load_model(args.model)
+    x = images.x.reshape((images.n_samples, *images.image_shape))
+    predictions = model.predict(x)
+    predictions.insert(0, "index", range(len(predictions)))
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    predictions.to_csv(args.output, index=False)
+    print(f"wrote {len(predictions)} predictions to {args.output}")
+    return 0
+
+
+# ------------------------------------------------------------------------------ submit/schedule
+
+def _client(args: argparse.Namespace):
+    import kfp
+
+    return kfp.Client(host=args.host, namespace=args.namespace,
+                      existing_token=args.existing_token or os.environ.get("KF_PIPELINES_TOKEN"))
+
+
+def _compiled_package(args: argparse.Namespace, directory: str) -> tuple[str, dict]:
+    from kfp import compiler
+
+    from pipelines.dag import Placement, build_pipeline, pipeline_arguments
+
+    config = build_config(args).with_overrides(args.assignments)
+    placement = Placement(**{k: v for k, v in (("image", args.image),
+                                               ("gpu_image", args.gpu_image)) if v})
+    path = os.path.join(directory, "dec-pipeline.yaml")
+    compiler.Compiler().compile(build_pipeline(config, placement, model_name=args.model_name),
+                                path)
+    arguments = pipeline_arguments(config, model_name=args.model_name)
+    if args.mlflow_uri:
+        arguments["tracking_uri"] = args.mlflow_uri
+    return path, arguments
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    client = _client(args)
+    with tempfile.TemporaryDirectory() as tmp:
+        package, arguments = _compiled_package(args, tmp)
+        result = client.create_run_from_pipeline_package(
+            package, arguments=arguments, run_name=args.run_name,
+            experiment_name=args.experiment, namespace=args.namespace)
+    print(f"submitted run {result.run_id} in experiment {args.experiment!r}")
+    return 0
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    client = _client(args)
+    try:
+        experiment = client.get_experiment(experiment_name=args.experiment,
+                                           namespace=args.namespace)
+    except Exception:  # kfp raises a bare ValueError when the name is unknown
+        experiment = client.create_experiment(args.experiment, namespace=args.namespace)
+    with tempfile.TemporaryDirectory() as tmp:
+        package, arguments = _compiled_package(args, tmp)
+        job = client.create_recurring_run(
+            experiment_id=experiment.experiment_id, job_name=args.job_name,
+            cron_expression=args.cron, params=arguments, pipeline_package_path=package,
+            max_concurrency=1, no_catchup=True)
+    print(f"scheduled {args.job_name!r} ({args.cron}) as recurring run "
+          f"{job.recurring_run_id} in experiment {args.experiment!r}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------- config
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    for key, value in build_config(args).flat().items():
+        print(f"{key} = {json.dumps(value)}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------- parser
+
+def _add_config_options(parser: argparse.ArgumentParser, data: bool = True) -> None:
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="default",
+                        help="named configuration to start from (default: %(default)s)")
+    if data:
+        parser.add_argument("--dataset", help="'mnist' (default) or a path: .npz with x "
+                            "(and optional y), or a directory of IDX files")
+    parser.add_argument("--seed", type=int, help="random seed for every step")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
+                        help="override one setting, e.g. --set pretrain.epochs=50 (repeatable)")
+
+
+def _add_kfp_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", required=True, help="KFP API endpoint, e.g. "
+                        "https://kubeflow.example.com/pipeline")
+    parser.add_argument("--namespace", default=None, help="Kubernetes namespace (multi-user)")
+    parser.add_argument("--existing-token", default=None,
+                        help="bearer token (default: $KF_PIPELINES_TOKEN)")
+    parser.add_argument("--experiment", default="dec", help="KFP experiment, created if missing")
+    parser.add_argument("--image", help="component image (default: the project's CPU image)")
+    parser.add_argument("--gpu-image", help="pretraining image (default: the GPU image)")
+    parser.add_argument("--model-name", default="dec-mnist")
+    parser.add_argument("--mlflow-uri", help="tracking URI the pods use (default: from the "
+                        "cluster's mlflow-credentials secret)")
+    parser.add_argument("assignments", nargs="*", metavar="KEY=VALUE",
+                        help="configuration overrides, as with --set")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dec-pipeline",
+        description="Deep Embedded Clustering as a Kubeflow Pipelines DAG tracked in MLflow.")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and the "
+                        "summary")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the whole DAG on this machine (kfp.local)",
+                              description="Run the pipeline locally with kfp.local; MLflow "
+                              "defaults to SQLite in the work dir.")
+    _add_config_options(run)
+    run.add_argument("--work-dir", default="work", help="outputs, checkpoints and the default "
+                     "MLflow store (default: ./%(default)s)")
+    run.add_argument("--mlflow-uri", help="tracking URI (default: $MLFLOW_TRACKING_URI, else "
+                     "sqlite:///<work-dir>/mlflow.db)")
+    run.add_argument("--experiment", default="dec", help="MLflow experiment (default: "
+                     "%(default)s)")
+    run.add_argument("--model-name", default="dec-mnist", help="registered model name "
+                     "(default: %(default)s)")
+    run.add_argument("--summary", metavar="FILE.json", help="write the run summary as JSON")
+    run.set_defaults(func=cmd_run)
+
+    comp = commands.add_parser("compile", help="compile the DAG to a KFP package (YAML)")
+    _add_config_options(comp)
+    comp.add_argument("--output", required=True, metavar="FILE.yaml")
+    comp.add_argument("--image", help="component image")
+    comp.add_argument("--gpu-image", help="pretraining (GPU) image")
+    comp.add_argument("--model-name", default="dec-mnist")
+    comp.set_defaults(func=cmd_compile)
+
+    pred = commands.add_parser("predict", help="cluster images with a registered model")
+    pred.add_argument("--model", required=True, metavar="MODEL_URI",
+                      help="e.g. models:/dec-mnist@champion")
+    pred.add_argument("--input", required=True, help=".npz with x, or a directory of IDX files")
+    pred.add_argument("--output", required=True, metavar="FILE.csv")
+    pred.add_argument("--mlflow-uri", help="tracking URI (default: $MLFLOW_TRACKING_URI)")
+    pred.set_defaults(func=cmd_predict)
+
+    sub = commands.add_parser("submit", help="submit one run to a Kubeflow Pipelines cluster")
+    _add_config_options(sub, data=False)
+    _add_kfp_options(sub)
+    sub.add_argument("--run-name", default=None)
+    sub.set_defaults(func=cmd_submit)
+
+    sched = commands.add_parser("schedule", help="create a recurring run (retraining)")
+    _add_config_options(sched, data=False)
+    _add_kfp_options(sched)
+    sched.add_argument("--cron", required=True,
+                       help="KFP's six-field cron, e.g. '0 0 3 * * *' (03:00 daily)")
+    sched.add_argument("--job-name", default="dec-retrain")
+    sched.set_defaults(func=cmd_schedule)
+
+    conf = commands.add_parser("config", help="inspect the configuration")
+    conf_commands = conf.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    show = conf_commands.add_parser("show", help="print the effective configuration")
+    _add_config_options(show)
+    show.set_defaults(func=cmd_config_show)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    setup_logging("DEBUG" if args.verbose else "WARNING" if args.quiet else "INFO")
+    try:
+        return args.func(args)
+    except DecError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

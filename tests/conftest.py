@@ -1,0 +1,48 @@
+"""Shared fixtures: real MNIST digits and an IDX writer, reused across test modules."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dec_lib.data import Dataset, load_dataset
+
+# IDX type codes by numpy dtype (the format stores every multi-byte value big-endian).
+_IDX_CODES = {
+    np.dtype("uint8"): 0x08,
+    np.dtype("int8"): 0x09,
+    np.dtype("int16"): 0x0B,
+    np.dtype("int32"): 0x0C,
+    np.dtype("float32"): 0x0D,
+    np.dtype("float64"): 0x0E,
+}
+
+
+def _write_idx(path: Path | str, array: np.ndarray, *, gz: bool | None = None) -> Path:
+    """Write ``array`` as an IDX file; gzip'd when ``gz`` is true (default: name ends in .gz)."""
+    path = Path(path)
+    array = np.asarray(array)
+    code = _IDX_CODES[array.dtype.newbyteorder("=")]
+    header = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    payload = header + array.astype(array.dtype.newbyteorder(">")).tobytes()
+    if gz is None:
+        gz = path.name.endswith(".gz")
+    path.write_bytes(gzip.compress(payload, compresslevel=1) if gz else payload)
+    return path
+
+
+@pytest.fixture(scope="session")
+def write_idx() -> Callable[..., Path]:
+    """``write_idx(path, array, gz=None) -> path``: write an MNIST-format IDX file."""
+    return _write_idx
+
+
+@pytest.fixture(scope="session")
+def mnist_subset() -> Dataset:
+    """2,000 real MNIST digits with labels (a sorted random subset, seed 0)."""
+    return load_dataset("mnist", n_samples=2000, seed=0)
