@@ -4,22 +4,32 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import time
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
+LOGGERS = ("dec", "dec_lib")
+"""Our loggers; they do not propagate, so a host's root handler (KFP's) does not repeat them."""
+LINE_PATTERN = re.compile(r"^\s*\d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR|CRITICAL)\s+dec")
+"""Matches a line written through ``LOG_FORMAT`` by one of ``LOGGERS``."""
+
+
 def setup_logging(level: str | int | None = None) -> None:
-    """Route this process's logs to stderr in one format; ``DEC_LOG_LEVEL`` picks the level."""
+    """Send our logs to stderr in one format; ``DEC_LOG_LEVEL`` picks the level."""
     level = level or os.environ.get("DEC_LOG_LEVEL", "INFO")
-    root = logging.getLogger()
-    if not any(getattr(h, "_dec", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(LOG_FORMAT, datefmt="%H:%M:%S"))
-        handler._dec = True  # type: ignore[attr-defined]
-        root.addHandler(handler)
-    root.setLevel(level if isinstance(level, int) else str(level).upper())
+    level = level if isinstance(level, int) else str(level).upper()
+    for name in LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(getattr(h, "_dec", False) for h in logger.handlers):
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter(LOG_FORMAT, datefmt="%H:%M:%S"))
+            handler._dec = True  # type: ignore[attr-defined]
+            logger.addHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = False
     for noisy in ("absl", "tensorflow", "h5py", "numba", "alembic", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

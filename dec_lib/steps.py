@@ -27,7 +27,7 @@ from dec_lib.errors import DecError
 from dec_lib.data import Dataset, load_dataset, read_dataset, save_dataset
 from dec_lib.progress import Progress, setup_logging
 
-log = logging.getLogger("dec")
+log = logging.getLogger("dec.steps")
 
 
 ERROR_FILE_ENV = "DEC_ERROR_FILE"

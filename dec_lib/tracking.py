@@ -144,11 +144,14 @@ def step_run(run_key: str, step: str, *, tracking_uri: str | None = None,
     experiment_id = configure(tracking_uri, experiment)
     run_id = find_or_create_run(run_key, experiment_id)
     started = time.perf_counter()
+    log.info("%s: started (MLflow run %s)", step, run_id)
     with mlflow.start_run(run_id=run_id) as run:
         mlflow.set_tag(f"step.{step}", "running")
         yield run
-        mlflow.log_metric(f"phase_seconds.{step}", time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        mlflow.log_metric(f"phase_seconds.{step}", seconds)
         mlflow.set_tag(f"step.{step}", "done")
+    log.info("%s: done in %.1fs", step, seconds)
 
 
 def log_params(params: dict[str, Any]) -> None:

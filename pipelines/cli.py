@@ -16,7 +16,7 @@ from pathlib import Path
 
 from dec_lib.config import PRESETS, RunConfig, preset
 from dec_lib.errors import DecError
-from dec_lib.progress import format_duration, setup_logging
+from dec_lib.progress import LINE_PATTERN, format_duration, setup_logging
 
 log = logging.getLogger("dec.cli")
 
@@ -62,25 +62,75 @@ def cmd_run(args: argparse.Namespace) -> int:
     local.init(runner=local.SubprocessRunner(use_venv=False),
                pipeline_root=str(work_dir / "kfp-outputs"), raise_on_error=False)
     pipeline = build_pipeline(config, model_name=args.model_name)
+    log_path = work_dir / "logs" / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
     started = time.perf_counter()
-    with warnings.catch_warnings():
-        # The task images name our container; locally the components run in this environment.
+    with warnings.catch_warnings(), StepOutput(log_path, show_all=args.verbose) as output:
+        # Locally the components run in this environment, so the cluster-only task settings
+        # (images, resources, accelerators) are expected to be ignored.
         warnings.filterwarnings("ignore", message=".*non-Python base image.*")
-        registered = pipeline(**pipeline_arguments(
+        warnings.filterwarnings("ignore", message=".*no effect in the current local runner.*")
+        task = pipeline(**pipeline_arguments(
             config, model_name=args.model_name, tracking_uri=tracking_uri,
             experiment=args.experiment, checkpoint_root=str(work_dir / "checkpoints")))
     wall = time.perf_counter() - started
-    if not registered or not getattr(registered, "metadata", None):
-        reason = error_file.read_text().strip() if error_file.exists() else \
-            "a pipeline step failed; see the log above"
+    registered = task.outputs.get("Output")
+    if registered is None or not registered.metadata:
+        reason = error_file.read_text().strip() if error_file.exists() else ""
         error_file.unlink(missing_ok=True)
+        if not reason:
+            if not args.verbose:
+                sys.stderr.write("".join(output.tail))
+            reason = f"a pipeline step failed; the full log is {log_path}"
         raise DecError(reason.splitlines()[-1])
+    log.info("full log: %s", log_path)
     summary = _summary(registered.metadata, config, wall)
     _print_summary(summary)
     if args.summary:
         Path(args.summary).parent.mkdir(parents=True, exist_ok=True)
         Path(args.summary).write_text(json.dumps(summary, indent=2) + "\n")
     return 0
+
+
+class StepOutput:
+    """Stands in for stdout while the local runner streams the steps' output.
+
+    Everything goes to a log file; the terminal gets only the steps' own progress lines (all
+    of it with ``--verbose``), and the last lines are kept to show when a step crashes.
+    """
+
+    def __init__(self, log_path: Path, show_all: bool = False, keep: int = 40):
+        self.log_path, self.show_all, self.keep = log_path, show_all, keep
+        self.tail: list[str] = []
+        self._pending = ""
+
+    def __enter__(self) -> "StepOutput":
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.log_path, "w", encoding="utf-8")  # noqa: SIM115
+        self._stdout, sys.stdout = sys.stdout, self
+        return self
+
+    def __exit__(self, *exc) -> None:
+        sys.stdout = self._stdout
+        if self._pending:
+            self.write("\n")
+        self._file.close()
+
+    def write(self, text: str) -> int:
+        self._file.write(text)
+        self._pending += text
+        *lines, self._pending = self._pending.split("\n")
+        for line in lines:
+            self.tail = [*self.tail[-self.keep + 1:], line + "\n"]
+            if self.show_all:
+                self._stdout.write(line + "\n")
+            elif LINE_PATTERN.match(line):
+                self._stdout.write(line.strip() + "\n")
+        self._stdout.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        self._file.flush()
+        self._stdout.flush()
 
 
 def _summary(registered: dict, config: RunConfig, wall: float) -> dict:
