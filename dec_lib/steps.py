@@ -144,7 +144,7 @@ def pretrain(dataset_path: str, autoencoder: dict, pretrain: dict, seed: int, ou
         def on_epoch(epoch: int, epochs: int, loss: float, seconds: float) -> None:
             tracking.log_metrics({"pretrain.loss": loss, "pretrain.epoch_seconds": seconds},
                                  step=epoch)
-            log.info("pretrain: epoch %s loss %.5f, %.1fs/epoch", progress.line(epoch), loss,
+            log.info("pretrain: epoch %s, loss %.5f, %.1fs/epoch", progress.line(epoch), loss,
                      seconds)
 
         result = pretrain_autoencoder(model, dataset.x, config.pretrain, seed=config.seed,
@@ -230,7 +230,7 @@ def dec_train(dataset_path: str, autoencoder_path: str, centres_path: str, dec: 
                 metrics["dec.acc"] = cluster_accuracy(dataset.y, labels)
                 extra = f", acc {metrics['dec.acc']:.4f}"
             tracking.log_metrics(metrics, step=record.iteration)
-            log.info("dec_train: iteration %s changed %.4f, loss %.5f%s",
+            log.info("dec_train: iteration %s, changed %.4f, loss %.5f%s",
                      progress.line(record.iteration), record.delta_label, record.loss, extra)
 
         result = train_dec(model, dataset.x, config.dec, on_update=on_update)

@@ -1,0 +1,294 @@
+"""RunConfig: presets, typed ``KEY=VALUE`` overrides, dict round trips, and what is refused."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dec_lib.config import (
+    PRESETS,
+    AutoencoderConfig,
+    DataConfig,
+    DECConfig,
+    RunConfig,
+    preset,
+)
+from dec_lib.errors import ConfigError
+
+# --- presets ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_validates_and_survives_a_dict_round_trip(name):
+    config = preset(name)
+    assert isinstance(config, RunConfig)
+    assert RunConfig.from_dict(config.to_dict()) == config
+
+
+def test_the_seed_preset_is_the_published_recipe():
+    config = preset("seed")
+    assert config.autoencoder.hidden_dims == [500, 500, 2000]
+    assert config.autoencoder.embedding_dim == 10
+    assert config.dec.n_clusters == 10
+    assert config.dec.alpha == 1.0
+    assert config.dec.tol == 0.001
+
+
+def test_quick_preset_is_small():
+    config = preset("quick")
+    assert config.data.n_samples == 2000
+    assert config.pretrain.epochs < preset("default").pretrain.epochs
+
+
+def test_unknown_preset_is_refused_with_the_known_names():
+    with pytest.raises(ConfigError, match="default") as info:
+        preset("nope")
+    assert info.value.key == "preset"
+
+
+# --- with_overrides: typing by field ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("assignment", "getter", "expected"),
+    [
+        ("pretrain.epochs=5", lambda c: c.pretrain.epochs, 5),
+        ("pretrain.batch_size= 64 ", lambda c: c.pretrain.batch_size, 64),
+        ("dec.maxiter=200", lambda c: c.dec.maxiter, 200),
+        ("dec.update_interval=20", lambda c: c.dec.update_interval, 20),
+        ("dec.tol=1e-4", lambda c: c.dec.tol, 1e-4),
+        ("dec.tol=0", lambda c: c.dec.tol, 0.0),
+        ("data.n_samples=300", lambda c: c.data.n_samples, 300),
+        ("data.n_samples=none", lambda c: c.data.n_samples, None),
+        ("data.n_samples=None", lambda c: c.data.n_samples, None),
+        ("data.n_samples=null", lambda c: c.data.n_samples, None),
+        ("seed=7", lambda c: c.seed, 7),
+        ("pretrain.optimizer=sgd", lambda c: c.pretrain.optimizer, "sgd"),
+        ("data.dataset=/data/digits.npz", lambda c: c.data.dataset, "/data/digits.npz"),
+        ("autoencoder.hidden_dims=[64, 64,128]", lambda c: c.autoencoder.hidden_dims,
+         [64, 64, 128]),
+        ("autoencoder.hidden_dims=32,16", lambda c: c.autoencoder.hidden_dims, [32, 16]),
+    ],
+)
+def test_overrides_are_typed_by_the_field_they_set(assignment, getter, expected):
+    value = getter(preset("default").with_overrides([assignment]))
+    assert value == expected
+    assert type(value) is type(expected)
+
+
+def test_required_pipeline_keys_are_all_accepted_together():
+    config = preset("default").with_overrides([
+        "pretrain.epochs=3", "pretrain.batch_size=32", "dec.maxiter=50",
+        "dec.update_interval=10", "dec.tol=0.01", "data.n_samples=500",
+    ])
+    assert (config.pretrain.epochs, config.pretrain.batch_size) == (3, 32)
+    assert (config.dec.maxiter, config.dec.update_interval, config.dec.tol) == (50, 10, 0.01)
+    assert config.data.n_samples == 500
+
+
+def test_overrides_return_a_copy_and_leave_the_original_alone():
+    base = preset("default")
+    changed = base.with_overrides(["pretrain.epochs=5"])
+    assert changed.pretrain.epochs == 5
+    assert base.pretrain.epochs == 40
+
+
+def test_later_assignments_of_one_key_win():
+    config = preset("default").with_overrides(["dec.maxiter=10", "dec.maxiter=20"])
+    assert config.dec.maxiter == 20
+
+
+def test_overrides_accept_a_dict_of_already_parsed_values():
+    config = preset("default").with_overrides(
+        {"pretrain.epochs": 40.0, "dec.tol": 0, "data.n_samples": None,
+         "autoencoder.hidden_dims": [8.0, 4]}
+    )
+    assert config.pretrain.epochs == 40 and type(config.pretrain.epochs) is int
+    assert config.dec.tol == 0.0 and type(config.dec.tol) is float
+    assert config.data.n_samples is None
+    assert config.autoencoder.hidden_dims == [8, 4]
+    assert all(type(d) is int for d in config.autoencoder.hidden_dims)
+
+
+# --- with_overrides: refusals naming the key -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("assignment", "key"),
+    [
+        ("pretrain.foo=1", "pretrain.foo"),
+        ("foo=1", "foo"),
+        ("bar.epochs=1", "bar.epochs"),
+        ("pretrain=1", "pretrain"),
+        ("pretrain.epochs.x=1", "pretrain.epochs.x"),
+        ("data.data.n_samples=1", "data.data.n_samples"),
+        ("SECTIONS=1", "SECTIONS"),
+    ],
+)
+def test_unknown_keys_are_refused_naming_the_key(assignment, key):
+    with pytest.raises(ConfigError, match="unknown key") as info:
+        preset("default").with_overrides([assignment])
+    assert info.value.key == key
+    assert "pretrain.epochs" in str(info.value)  # the message lists the known keys
+
+
+@pytest.mark.parametrize(
+    ("assignment", "key"),
+    [
+        ("pretrain.epochs=abc", "pretrain.epochs"),
+        ("pretrain.epochs=5.5", "pretrain.epochs"),
+        ("pretrain.epochs=true", "pretrain.epochs"),
+        ("dec.tol=small", "dec.tol"),
+        ("dec.tol=nan", "dec.tol"),
+        ("dec.alpha=NaN", "dec.alpha"),
+        ("dec.alpha=inf", "dec.alpha"),
+        ("dec.learning_rate=-inf", "dec.learning_rate"),
+        ("data.n_samples=lots", "data.n_samples"),
+        ("autoencoder.hidden_dims=[64,x]", "autoencoder.hidden_dims"),
+    ],
+)
+def test_unparsable_values_are_refused_naming_the_key(assignment, key):
+    with pytest.raises(ConfigError, match="cannot read") as info:
+        preset("default").with_overrides([assignment])
+    assert info.value.key == key
+
+
+def test_nan_passed_as_a_float_is_refused():
+    with pytest.raises(ConfigError) as info:
+        preset("default").with_overrides({"dec.tol": float("nan")})
+    assert info.value.key == "dec.tol"
+
+
+def test_an_assignment_without_equals_sign_is_refused():
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        preset("default").with_overrides(["pretrain.epochs"])
+
+
+@pytest.mark.parametrize(
+    ("assignment", "key"),
+    [
+        ("pretrain.epochs=-1", "pretrain.epochs"),
+        ("pretrain.batch_size=0", "pretrain.batch_size"),
+        ("dec.maxiter=-5", "dec.maxiter"),
+        ("dec.update_interval=0", "dec.update_interval"),
+        ("dec.tol=1.5", "dec.tol"),
+        ("dec.tol=-0.1", "dec.tol"),
+        ("dec.alpha=0", "dec.alpha"),
+        ("data.n_samples=0", "data.n_samples"),
+        ("seed=-1", "seed"),
+        ("pretrain.optimizer=rmsprop", "pretrain.optimizer"),
+        ("pretrain.momentum=1", "pretrain.momentum"),
+        ("autoencoder.hidden_dims=[64,0]", "autoencoder.hidden_dims"),
+    ],
+)
+def test_impossible_values_are_refused_naming_the_key(assignment, key):
+    with pytest.raises(ConfigError) as info:
+        preset("default").with_overrides([assignment])
+    assert info.value.key == key
+    assert key in str(info.value)
+
+
+def test_more_clusters_than_samples_is_refused_on_n_clusters():
+    with pytest.raises(ConfigError, match="data.n_samples=10") as info:
+        preset("default").with_overrides(["dec.n_clusters=20", "data.n_samples=10"])
+    assert info.value.key == "dec.n_clusters"
+
+
+def test_as_many_clusters_as_samples_is_allowed():
+    config = preset("default").with_overrides(["dec.n_clusters=10", "data.n_samples=10"])
+    assert config.dec.n_clusters == config.data.n_samples == 10
+
+
+# --- from_dict / to_dict ---------------------------------------------------------------------
+
+
+def test_from_dict_round_trips_a_non_default_config():
+    config = RunConfig(
+        seed=3,
+        data=DataConfig(dataset="/tmp/x.npz", n_samples=123),
+        autoencoder=AutoencoderConfig(hidden_dims=[7, 5], embedding_dim=3),
+        dec=DECConfig(n_clusters=4, alpha=2.5, tol=0.05),
+    ).validate()
+    again = RunConfig.from_dict(config.to_dict())
+    assert again == config
+    assert RunConfig.from_dict(json.loads(config.to_json())) == config
+
+
+def test_from_dict_fills_missing_sections_and_keys_with_defaults():
+    config = RunConfig.from_dict({"pretrain": {"epochs": 3}})
+    assert config.pretrain.epochs == 3
+    assert config.pretrain.batch_size == RunConfig().pretrain.batch_size
+    assert config.dec == RunConfig().dec
+
+
+@pytest.mark.parametrize(
+    ("values", "key"),
+    [
+        ({"bogus": 1}, "bogus"),
+        ({"pretrain": {"epochs": 3, "epoch": 4}}, "pretrain.epoch"),
+        ({"dec": {"n_cluster": 4}}, "dec.n_cluster"),
+    ],
+)
+def test_from_dict_refuses_unknown_keys(values, key):
+    with pytest.raises(ConfigError, match="unknown key") as info:
+        RunConfig.from_dict(values)
+    assert info.value.key == key
+
+
+def test_from_dict_refuses_a_section_that_is_not_a_mapping():
+    with pytest.raises(ConfigError) as info:
+        RunConfig.from_dict({"pretrain": 5})
+    assert info.value.key == "pretrain"
+
+
+@pytest.mark.parametrize("key", ["epochs", "batch_size"])
+def test_from_dict_accepts_integral_floats_for_int_fields(key):
+    """KFP hands struct parameters over as JSON numbers, which arrive as floats (40.0)."""
+    config = RunConfig.from_dict({"pretrain": {key: 40.0}})
+    value = getattr(config.pretrain, key)
+    assert value == 40
+    assert type(value) is int
+
+
+def test_from_dict_accepts_an_integral_float_for_an_optional_int():
+    config = RunConfig.from_dict({"data": {"n_samples": 2000.0}})
+    assert config.data.n_samples == 2000
+    assert type(config.data.n_samples) is int
+
+
+@pytest.mark.parametrize("value", [40.5, float("inf"), float("nan"), True, "forty"])
+def test_from_dict_refuses_non_integral_values_for_int_fields(value):
+    with pytest.raises(ConfigError) as info:
+        RunConfig.from_dict({"pretrain": {"epochs": value}})
+    assert info.value.key == "pretrain.epochs"
+
+
+def test_flat_uses_the_dotted_keys_that_overrides_accept():
+    config = preset("quick")
+    flat = config.flat()
+    assert flat["pretrain.epochs"] == config.pretrain.epochs
+    assert flat["data.n_samples"] == 2000
+    # every flat key can be set back to its own value
+    assert config.with_overrides(flat) == config
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("true", True), ("Yes", True), ("on", True), ("1", True), (True, True),
+     ("false", False), ("NO", False), ("off", False), ("0", False), (False, False)],
+)
+def test_bool_values_are_read_from_the_usual_words(raw, expected):
+    # No RunConfig field is a bool today; this pins the coercion a future flag would get.
+    from dec_lib.config import _coerce
+
+    assert _coerce("some.flag", raw, bool) is expected
+
+
+@pytest.mark.parametrize("raw", ["maybe", "2", 2.0])
+def test_other_values_for_a_bool_are_refused_naming_the_key(raw):
+    from dec_lib.config import _coerce
+
+    with pytest.raises(ConfigError) as info:
+        _coerce("some.flag", raw, bool)
+    assert info.value.key == "some.flag"

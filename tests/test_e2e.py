@@ -1,0 +1,133 @@
+"""The real DAG under kfp.local, a real SQLite MLflow store, real processes: what a user runs."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+CLI = [sys.executable, "-m", "pipelines.cli"]
+SMALL = ["--preset", "quick", "--set", "data.n_samples=600", "--set", "pretrain.epochs=3",
+         "--set", "dec.maxiter=60", "--set", "dec.update_interval=20", "--set", "init.n_init=2"]
+
+
+def _run(args, **kwargs):
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=600, env=env,
+                          **kwargs)
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("work")
+    summary_path = work / "summary.json"
+    result = _run(["run", *SMALL, "--work-dir", str(work), "--summary", str(summary_path)])
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return work, json.loads(summary_path.read_text()), result
+
+
+def test_summary_reports_quality_model_and_phase_times(pipeline_run):
+    _, summary, result = pipeline_run
+    for key in ("acc", "nmi", "ari", "n_samples", "model_name", "model_version", "alias",
+                "mlflow_run_id", "tracking_uri", "wall_seconds", "phase_seconds"):
+        assert key in summary, key
+    assert summary["n_samples"] == 600
+    assert 0.0 <= summary["nmi"] <= 1.0 and 0.1 <= summary["acc"] <= 1.0
+    assert summary["model_name"] == "dec-mnist" and summary["alias"] == "champion"
+    assert set(summary["phase_seconds"]) == {"ingest", "pretrain", "kmeans_init", "dec_train",
+                                             "evaluate", "register"}
+    assert all(0 < s < summary["wall_seconds"] for s in summary["phase_seconds"].values())
+    assert summary["tracking_uri"].startswith("sqlite:////")
+    # Progress and the summary reach the terminal; the runner's chatter does not.
+    assert "pretrain: epoch 3/3" in result.stdout
+    assert "DEC pipeline finished" in result.stdout
+    assert "executor_input" not in result.stdout
+
+
+def test_mlflow_holds_every_step_and_the_registered_champion(pipeline_run):
+    from mlflow import MlflowClient
+
+    _, summary, _ = pipeline_run
+    client = MlflowClient(summary["tracking_uri"])
+    run = client.get_run(summary["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    params, metrics = run.data.params, run.data.metrics
+    assert params["data.n_samples"] == "600" and params["pretrain.epochs"] == "3"
+    assert params["dec.maxiter"] == "60" and params["init.n_init"] == "2"
+    for step in summary["phase_seconds"]:
+        assert f"phase_seconds.{step}" in metrics
+        assert run.data.tags[f"step.{step}"] == "done"
+    assert metrics["acc"] == pytest.approx(summary["acc"])
+    assert len(client.get_metric_history(run.info.run_id, "pretrain.loss")) == 3
+    version = client.get_model_version_by_alias("dec-mnist", "champion")
+    assert str(version.version) == summary["model_version"]
+    assert version.tags["mlflow_run_id"] == run.info.run_id
+
+
+def test_a_new_process_loads_the_champion_and_predicts(pipeline_run, mnist_subset):
+    work, summary, _ = pipeline_run
+    images = (mnist_subset.x[:32] * 255).round().astype(np.uint8).reshape(32, 28, 28)
+    np.save(work / "probe.npy", images)
+    code = (
+        "import sys, numpy as np, mlflow\n"
+        "model = mlflow.pyfunc.load_model('models:/dec-mnist@champion')\n"
+        "out = model.predict(np.load(sys.argv[1]))\n"
+        "flat = model.predict(np.load(sys.argv[1]).reshape(32, -1).astype('float32') / 255)\n"
+        "assert out.equals(flat), 'flat float input must give the same answer'\n"
+        "out.to_csv(sys.argv[2], index=False)\n"
+    )
+    env = {**os.environ, "MLFLOW_TRACKING_URI": summary["tracking_uri"]}
+    result = subprocess.run([sys.executable, "-c", code, str(work / "probe.npy"),
+                             str(work / "probe.csv")], capture_output=True, text=True,
+                            env=env, timeout=300, cwd=work)
+    assert result.returncode == 0, result.stderr[-3000:]
+    import pandas as pd
+
+    out = pd.read_csv(work / "probe.csv")
+    assert list(out.columns) == ["cluster", "label", "confidence"]
+    assert len(out) == 32
+    assert out["cluster"].between(0, 9).all() and out["label"].between(0, 9).all()
+    assert out["confidence"].between(0.1, 1.0).all()
+
+
+def test_predict_command_writes_one_row_per_image(pipeline_run, mnist_subset, tmp_path):
+    _, summary, _ = pipeline_run
+    npz = tmp_path / "images.npz"
+    np.savez(npz, x=(mnist_subset.x[:50] * 255).round().astype(np.uint8).reshape(50, 28, 28))
+    out = tmp_path / "pred.csv"
+    result = _run(["predict", "--model", "models:/dec-mnist@champion", "--input", str(npz),
+                   "--output", str(out), "--mlflow-uri", summary["tracking_uri"]])
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = out.read_text().splitlines()
+    assert lines[0] == "index,cluster,label,confidence" and len(lines) == 51
+
+
+def test_bad_input_fails_at_ingest_with_one_clear_line(pipeline_run, tmp_path):
+    from mlflow import MlflowClient
+
+    work, summary, _ = pipeline_run
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(b"PK\x03\x04 this is not really a zip file")
+    result = _run(["run", *SMALL, "--dataset", str(broken), "--work-dir", str(work)])
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ingest: ") and str(broken) in last
+    assert "pretrain: started" not in result.stdout
+    versions = MlflowClient(summary["tracking_uri"]).search_model_versions("name='dec-mnist'")
+    assert [str(v.version) for v in versions] == [summary["model_version"]]
+
+
+def test_impossible_settings_are_refused_before_anything_runs(tmp_path):
+    result = _run(["run", "--preset", "quick", "--set", "dec.n_clusters=5000",
+                   "--work-dir", str(tmp_path)])
+    assert result.returncode == 1
+    assert "dec.n_clusters" in result.stderr and "5000" in result.stderr
+    assert not (tmp_path / "mlflow.db").exists()
+    result = _run(["run", "--preset", "quick", "--set", "pretrain.epochz=3",
+                   "--work-dir", str(tmp_path)])
+    assert result.returncode == 1 and "pretrain.epochz" in result.stderr
