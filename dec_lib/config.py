@@ -20,7 +20,7 @@ from dec_lib.errors import ConfigError
 @dataclass
 class DataConfig:
     dataset: str = "mnist"
-    """``mnist`` or a path: a ``.npz`` with ``x`` (and optional ``y``), or a directory of IDX files."""
+    """``mnist`` or a path: a ``.npz`` with ``x`` (optional ``y``), or a directory of IDX files."""
     n_samples: int | None = None
     """Random subset of this many images (None: all of them)."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 
@@ -16,7 +17,5 @@ def seed_everything(seed: int) -> None:
     import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
-    try:
+    with contextlib.suppress(RuntimeError):  # already configured in this process
         tf.config.experimental.enable_op_determinism()
-    except RuntimeError:  # already configured in this process
-        pass

@@ -10,21 +10,21 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import sys
 import logging
 import os
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable
 
 import numpy as np
 
 from dec_lib import tracking
 from dec_lib.config import RunConfig
+from dec_lib.data import load_dataset, read_dataset, save_dataset
 from dec_lib.errors import DecError
-from dec_lib.data import Dataset, load_dataset, read_dataset, save_dataset
 from dec_lib.progress import Progress, setup_logging
 
 log = logging.getLogger("dec.steps")
@@ -103,7 +103,7 @@ def ingest(data: dict, seed: int, out_path: str, ctx: TrackingContext) -> dict[s
             "n_features": dataset.n_features,
             "image_shape": list(dataset.image_shape),
             "has_labels": dataset.y is not None,
-            "n_labels": int(len(np.unique(dataset.y))) if dataset.y is not None else 0,
+            "n_labels": len(np.unique(dataset.y)) if dataset.y is not None else 0,
             "fingerprint": fingerprint(dataset.x),
             "source": dataset.source,
         }

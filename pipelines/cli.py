@@ -105,7 +105,7 @@ class StepOutput:
 
     def __enter__(self) -> "StepOutput":
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.log_path, "w", encoding="utf-8")  # noqa: SIM115
+        self._file = open(self.log_path, "w", encoding="utf-8")
         self._stdout, sys.stdout = sys.stdout, self
         return self
 

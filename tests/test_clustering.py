@@ -205,7 +205,7 @@ def test_load_model_refuses_missing_and_corrupt_files(tmp_path):
     with pytest.raises(DataError, match="no such model file"):
         load_model(tmp_path / "absent.keras")
     (tmp_path / "junk.keras").write_bytes(b"not a zip file")
-    with pytest.raises(DataError, match="junk.keras"):
+    with pytest.raises(DataError, match=r"junk\.keras"):
         load_model(tmp_path / "junk.keras")
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="found 0"):

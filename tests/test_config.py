@@ -190,7 +190,7 @@ def test_impossible_values_are_refused_naming_the_key(assignment, key):
 
 
 def test_more_clusters_than_samples_is_refused_on_n_clusters():
-    with pytest.raises(ConfigError, match="data.n_samples=10") as info:
+    with pytest.raises(ConfigError, match=r"data\.n_samples=10") as info:
         preset("default").with_overrides(["dec.n_clusters=20", "data.n_samples=10"])
     assert info.value.key == "dec.n_clusters"
 

@@ -1,0 +1,183 @@
+"""The autoencoder's shape and initialisation, and pretraining: progress, seeds, resuming."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from dec_lib.autoencoder import (
+    EMBEDDING_LAYER,
+    PretrainResult,
+    build_autoencoder,
+    embed,
+    encoder_of,
+    pretrain_autoencoder,
+)
+from dec_lib.config import AutoencoderConfig, PretrainConfig
+from dec_lib.seeding import seed_everything
+
+TINY = AutoencoderConfig(hidden_dims=[64, 64, 128], embedding_dim=10)
+
+
+def _pretrain_config(epochs: int, checkpoint_every: int = 1) -> PretrainConfig:
+    return PretrainConfig(epochs=epochs, batch_size=100, optimizer="adam", learning_rate=1e-3,
+                          checkpoint_every=checkpoint_every)
+
+
+def _dense_layers(model: keras.Model) -> list[keras.layers.Dense]:
+    return [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+
+
+# --- architecture ----------------------------------------------------------------------------
+
+
+def test_default_architecture_is_d_500_500_2000_10_and_its_mirror():
+    model = build_autoencoder(784, AutoencoderConfig())
+    dense = _dense_layers(model)
+    assert [layer.units for layer in dense] == [500, 500, 2000, 10, 2000, 500, 500, 784]
+    assert model.input_shape == (None, 784)
+    assert model.output_shape == (None, 784)
+    activations = [layer.get_config()["activation"] for layer in dense]
+    # ReLU inside; linear embedding and reconstruction
+    assert activations == ["relu"] * 3 + ["linear"] + ["relu"] * 3 + ["linear"]
+    assert dense[3].name == EMBEDDING_LAYER
+
+
+def test_every_layer_uses_variance_scaling_fan_in_uniform_one_third():
+    model = build_autoencoder(20, TINY)
+    for layer in _dense_layers(model):
+        init = layer.kernel_initializer
+        assert isinstance(init, keras.initializers.VarianceScaling)
+        config = init.get_config()
+        assert config["scale"] == pytest.approx(1 / 3)
+        assert config["mode"] == "fan_in"
+        assert config["distribution"] == "uniform"
+
+
+def test_initial_weights_respect_the_variance_scaling_limit():
+    seed_everything(0)
+    model = build_autoencoder(784, AutoencoderConfig())
+    kernel = model.get_layer("encoder_0").kernel.numpy()
+    limit = np.sqrt(3 * (1 / 3) / 784)  # uniform(-sqrt(3*scale/fan_in), +sqrt(...))
+    assert np.abs(kernel).max() <= limit + 1e-7
+    assert np.abs(kernel).max() > 0.9 * limit
+
+
+def test_encoder_shares_weights_with_the_autoencoder():
+    autoencoder = build_autoencoder(12, AutoencoderConfig(hidden_dims=[8], embedding_dim=3))
+    encoder = encoder_of(autoencoder)
+    assert encoder.output_shape == (None, 3)
+    x = np.random.default_rng(0).random((5, 12), dtype=np.float32)
+    before = embed(encoder, x)
+    layer = autoencoder.get_layer(EMBEDDING_LAYER)
+    layer.set_weights([w + 1.0 for w in layer.get_weights()])
+    assert not np.allclose(embed(encoder, x), before)
+
+
+def test_embed_handles_several_batches_and_empty_input():
+    autoencoder = build_autoencoder(12, AutoencoderConfig(hidden_dims=[8], embedding_dim=3))
+    encoder = encoder_of(autoencoder)
+    x = np.random.default_rng(0).random((10, 12), dtype=np.float32)
+    np.testing.assert_allclose(embed(encoder, x, batch_size=3), embed(encoder, x), atol=1e-6)
+    assert embed(encoder, x[:0]).shape == (0, 3)
+
+
+def test_same_seed_builds_identical_weights_and_another_seed_does_not():
+    def weights(seed):
+        seed_everything(seed)
+        return build_autoencoder(784, TINY).get_weights()
+
+    first, again, other = weights(3), weights(3), weights(4)
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not all(np.array_equal(a, c) for a, c in zip(first, other, strict=True))
+
+
+# --- pretraining -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def x500(mnist_subset) -> np.ndarray:
+    return mnist_subset.x[:500]
+
+
+@pytest.fixture(scope="module")
+def straight_run(x500, tmp_path_factory) -> tuple[list[np.ndarray], PretrainResult]:
+    """Four epochs in one go, seed 0, checkpointing every epoch."""
+    seed_everything(0)
+    autoencoder = build_autoencoder(784, TINY)
+    seen: list[tuple[int, int]] = []
+    result = pretrain_autoencoder(
+        autoencoder, x500, _pretrain_config(4), seed=0,
+        checkpoint_dir=tmp_path_factory.mktemp("straight"),
+        on_epoch=lambda epoch, epochs, loss, seconds: seen.append((epoch, epochs)),
+    )
+    assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    return autoencoder.get_weights(), result
+
+
+def test_pretraining_reduces_the_reconstruction_loss(straight_run):
+    _, result = straight_run
+    assert len(result.losses) == 4
+    assert all(np.isfinite(result.losses))
+    assert result.losses[-1] < 0.9 * result.losses[0]
+    assert result.resumed_from_epoch == 0
+    assert result.seconds > 0
+
+
+def test_pretraining_twice_with_one_seed_gives_identical_weights(x500, straight_run):
+    weights, result = straight_run
+    seed_everything(0)
+    autoencoder = build_autoencoder(784, TINY)
+    again = pretrain_autoencoder(autoencoder, x500, _pretrain_config(4, checkpoint_every=0),
+                                 seed=0)
+    assert again.losses == pytest.approx(result.losses, abs=1e-7)
+    for a, b in zip(weights, autoencoder.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_resuming_from_a_checkpoint_matches_an_uninterrupted_run(x500, straight_run, tmp_path):
+    weights, straight = straight_run
+    checkpoint_dir = tmp_path / "ckpt"
+
+    seed_everything(0)
+    first = pretrain_autoencoder(build_autoencoder(784, TINY), x500, _pretrain_config(2),
+                                 seed=0, checkpoint_dir=checkpoint_dir)
+    assert first.resumed_from_epoch == 0
+    assert (checkpoint_dir / "state.json").is_file()
+
+    # A fresh process would build a model with other weights; the checkpoint must override them.
+    seed_everything(99)
+    fresh = build_autoencoder(784, TINY)
+    assert not np.allclose(fresh.get_weights()[0], weights[0])
+    resumed = pretrain_autoencoder(fresh, x500, _pretrain_config(4), seed=0,
+                                   checkpoint_dir=checkpoint_dir)
+
+    assert resumed.resumed_from_epoch == 2
+    assert len(resumed.losses) == 4
+    np.testing.assert_allclose(resumed.losses, straight.losses, atol=1e-5)
+    for a, b in zip(weights, fresh.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_a_finished_checkpoint_is_not_trained_again(x500, tmp_path):
+    seed_everything(0)
+    autoencoder = build_autoencoder(784, AutoencoderConfig(hidden_dims=[16], embedding_dim=4))
+    x = x500[:100]
+    done = pretrain_autoencoder(autoencoder, x, _pretrain_config(1), checkpoint_dir=tmp_path)
+    weights = autoencoder.get_weights()
+    again = pretrain_autoencoder(autoencoder, x, _pretrain_config(1), checkpoint_dir=tmp_path)
+    assert again.resumed_from_epoch == 1
+    assert again.losses == done.losses
+    for a, b in zip(weights, autoencoder.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_divergence_is_reported_instead_of_returning_nan(x500):
+    seed_everything(0)
+    autoencoder = build_autoencoder(784, AutoencoderConfig(hidden_dims=[16], embedding_dim=4))
+    config = PretrainConfig(epochs=3, batch_size=32, optimizer="sgd", learning_rate=1e6,
+                            momentum=0.9, checkpoint_every=0)
+    with pytest.raises(FloatingPointError, match=r"pretrain\.learning_rate"):
+        pretrain_autoencoder(autoencoder, x500[:128], config)
