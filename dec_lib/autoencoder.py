@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,9 +69,17 @@ def embed(encoder: keras.Model, x: np.ndarray, batch_size: int = 8192) -> np.nda
     return np.concatenate(parts)
 
 
+_FORWARD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def _compiled_forward(model: keras.Model) -> Callable:
-    return tf.function(lambda batch: model(batch, training=False), jit_compile=True,
-                       reduce_retracing=True)
+    """One compiled forward pass per model, reused: DEC calls this at every target update."""
+    forward = _FORWARD.get(model)
+    if forward is None:
+        forward = tf.function(lambda batch: model(batch, training=False), jit_compile=True,
+                              reduce_retracing=True)
+        _FORWARD[model] = forward
+    return forward
 
 
 @dataclass

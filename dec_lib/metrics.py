@@ -15,8 +15,13 @@ from dec_lib.errors import DataError
 
 
 def _as_label_vectors(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
-    y_true = np.asarray(y_true).astype(np.int64, copy=False).ravel()
-    y_pred = np.asarray(y_pred).astype(np.int64, copy=False).ravel()
+    y_true, y_pred = np.asarray(y_true).ravel(), np.asarray(y_pred).ravel()
+    for name, values in (("labels", y_true), ("clusters", y_pred)):
+        if values.dtype.kind not in "biuf" or (
+                values.dtype.kind == "f" and not np.all(np.isfinite(values)
+                                                        & (values == np.round(values)))):
+            raise DataError(name, "must be whole numbers")
+    y_true, y_pred = y_true.astype(np.int64), y_pred.astype(np.int64)
     if y_true.shape != y_pred.shape:
         raise DataError("labels", f"{y_true.size} true labels for {y_pred.size} predictions")
     if y_true.size == 0:

@@ -21,7 +21,7 @@ def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
     """Write atomically: a reader never sees a half-written model under the final name."""
     path = Path(path)
     if path.suffix != ".keras":
-        path = path.with_suffix(".keras")
+        path = path.with_name(path.name + ".keras")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.keras")
     model.save(tmp)

@@ -38,13 +38,18 @@ def to_image_batch(model_input: Any, n_features: int) -> np.ndarray:
     elif isinstance(model_input, dict) and len(model_input) == 1:
         model_input = next(iter(model_input.values()))
     array = np.asarray(model_input)
+    if array.size == 0:
+        raise DataError("model input", "no images in the batch")
     if array.dtype == object:
+        # JSON and object-typed tensors arrive as nested Python numbers: let NumPy infer a
+        # numeric dtype, and refuse anything that is not one (strings included).
         try:
-            array = np.asarray(array.tolist(), dtype=np.float64)
-        except (TypeError, ValueError) as error:
-            raise DataError("model input", f"images must be numeric arrays: {error}") from None
-        if np.all((array >= 0) & (array <= 255) & (array == np.round(array))) and array.max() > 1:
-            array = array.astype(np.uint8)
+            array = np.asarray(array.tolist())
+        except ValueError as error:
+            raise DataError("model input", f"images must be a regular numeric array: "
+                            f"{error}") from None
+        if array.dtype.kind not in "biuf":
+            raise DataError("model input", f"images must be numeric, got {array.dtype} values")
     x = check_images(array, source="model input")
     if x.shape[1] != n_features:
         raise DataError("model input", f"each image must have {n_features} pixels, got "
