@@ -253,11 +253,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 def cmd_schedule(args: argparse.Namespace) -> int:
     client = _client(args)
-    try:
-        experiment = client.get_experiment(experiment_name=args.experiment,
-                                           namespace=args.namespace)
-    except Exception:  # kfp raises a bare ValueError when the name is unknown
-        experiment = client.create_experiment(args.experiment, namespace=args.namespace)
+    # create_experiment returns the existing experiment of that name, if there is one.
+    experiment = client.create_experiment(args.experiment, namespace=args.namespace)
     with tempfile.TemporaryDirectory() as tmp:
         package, arguments = _compiled_package(args, tmp)
         job = client.create_recurring_run(
