@@ -8,10 +8,10 @@ from components.images import CPU_IMAGE
 def kmeans_init(dataset: Input[Dataset], autoencoder: Input[Model], init: dict, dec: dict,
                 seed: int, run_key: str, tracking_uri: str, experiment: str,
                 centres: Output[Model]):
-    """K-Means on the pretrained embedding gives the starting cluster centres."""
+    """Initial clusters on the pretrained embedding (K-Means, or UMAP + GMM) and their centres."""
     from dec_lib.steps import TrackingContext
     from dec_lib.steps import kmeans_init as run_kmeans_init
 
     meta = run_kmeans_init(dataset.path, autoencoder.path, init, dec, seed, centres.path,
                            TrackingContext(run_key, tracking_uri, experiment))
-    centres.metadata.update({**meta, "format": "npy", "role": "centres"})
+    centres.metadata.update({**meta, "format": "npz (centres, labels)", "role": "centres"})

@@ -34,7 +34,7 @@ class DEC:
         self.config = config
 
     def fit(self, x, y=None) -> DEC:
-        """Pretrain the autoencoder, initialise centres with K-Means, then self-train.
+        """Pretrain the autoencoder, initialise the clusters on its embedding, then self-train.
 
         ``y`` is accepted for scikit-learn compatibility and ignored: DEC is unsupervised.
         """
@@ -48,7 +48,7 @@ class DEC:
         init = init_centres(embed(encoder, x), config.dec.n_clusters, config.init,
                             seed=config.seed)
         self.model_ = build_dec_model(encoder, init.centres, config.dec.alpha)
-        result = train_dec(self.model_, x, config.dec)
+        result = train_dec(self.model_, x, config.dec, initial_labels=init.labels)
         self.labels_ = result.labels
         self.n_iter_ = result.iterations
         self.history_ = result.history

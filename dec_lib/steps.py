@@ -173,31 +173,37 @@ def kmeans_init(dataset_path: str, autoencoder_path: str, init: dict, dec: dict,
     config = config_from_sections(seed, init=init, dec=dec)
     with ctx.step("kmeans_init"):
         _log_section(config, "init")
+        log.info("kmeans_init: %s on the embedding",
+                 "UMAP + Gaussian mixture" if config.init.method == "umap" else "K-Means")
         dataset = read_dataset(dataset_path)
         check_n_clusters(config.dec.n_clusters, dataset.n_samples)
         embedding = embed(encoder_of(load_model(autoencoder_path)), dataset.x)
         result = init_centres(embedding, config.dec.n_clusters, config.init, seed=config.seed)
-        np.save(_npy(out_path), result.centres)
-        os.replace(_npy(out_path), out_path)
+        write_init(out_path, result.centres, result.labels)
         metrics = {"kmeans_init.inertia": result.inertia}
         if dataset.y is not None:  # reported for comparison only; never fed back
             metrics["kmeans_init.acc"] = cluster_accuracy(dataset.y, result.labels)
             metrics["kmeans_init.nmi"] = float(normalized_mutual_info_score(dataset.y,
                                                                             result.labels))
         tracking.log_metrics(metrics)
-        log.info("kmeans_init: %d centres, inertia %.1f%s", config.dec.n_clusters,
+        log.info("kmeans_init: %d clusters, inertia %.1f%s", config.dec.n_clusters,
                  result.inertia, "".join(f", {k.split('.')[1]} {v:.4f}"
                                          for k, v in metrics.items() if "inertia" not in k))
     return {"n_clusters": config.dec.n_clusters, **{k.split(".")[1]: v
                                                      for k, v in metrics.items()}}
 
 
-def _npy(path: str) -> str:
-    return f"{path}.tmp.npy"
+def write_init(path: str, centres: np.ndarray, labels: np.ndarray) -> None:
+    """Centres and the initial assignment in one .npz, written atomically."""
+    tmp = f"{path}.partial"
+    with open(tmp, "wb") as f:
+        np.savez(f, centres=centres, labels=labels)
+    os.replace(tmp, path)
 
 
-def read_centres(path: str) -> np.ndarray:
-    return np.load(path, allow_pickle=False)
+def read_init(path: str) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(path, allow_pickle=False) as saved:
+        return saved["centres"], saved["labels"]
 
 
 # ------------------------------------------------------------------------------------- dec_train
@@ -217,8 +223,9 @@ def dec_train(dataset_path: str, autoencoder_path: str, centres_path: str, dec: 
         _log_section(config, "dec")
         dataset = read_dataset(dataset_path)
         seed_everything(config.seed)
-        model = build_dec_model(encoder_of(load_model(autoencoder_path)),
-                                read_centres(centres_path), config.dec.alpha)
+        centres, initial_labels = read_init(centres_path)
+        model = build_dec_model(encoder_of(load_model(autoencoder_path)), centres,
+                                config.dec.alpha)
         progress = Progress(config.dec.maxiter)
 
         def on_update(record, labels, maxiter) -> None:
@@ -233,7 +240,8 @@ def dec_train(dataset_path: str, autoencoder_path: str, centres_path: str, dec: 
             log.info("dec_train: iteration %s, changed %.4f, loss %.5f%s",
                      progress.line(record.iteration), record.delta_label, record.loss, extra)
 
-        result = train_dec(model, dataset.x, config.dec, on_update=on_update)
+        result = train_dec(model, dataset.x, config.dec, initial_labels=initial_labels,
+                           on_update=on_update)
         save_model(model, Path(out_path) / "dec.keras")
         tracking.log_metrics({"dec_train.iterations": result.iterations,
                               "dec_train.converged": float(result.converged)})

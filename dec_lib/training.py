@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -32,24 +33,67 @@ CLUSTERING_LAYER = "clustering"
 class InitResult:
     centres: np.ndarray
     labels: np.ndarray
+    """The initial assignment; DEC's warm-up trains towards it."""
     inertia: float
+    """Within-cluster sum of squares of ``labels`` in the embedding."""
     seconds: float
 
 
 def init_centres(embedding: np.ndarray, n_clusters: int, config: InitConfig,
                  *, seed: int = 0) -> InitResult:
-    """K-Means on the embedding; its centres start the clustering layer."""
+    """Initial clusters on the embedding, and the centres the clustering layer starts from.
+
+    ``kmeans`` is the published recipe. ``umap`` follows N2D (McConville et al. 2020): the
+    autoencoder's embedding is not yet clustered well for Euclidean partitions, but its local
+    neighbourhoods are reliable, so UMAP unfolds that manifold and a Gaussian mixture clusters
+    the result; the centres are then the clusters' means in the embedding.
+    """
     check_n_clusters(n_clusters, len(embedding))
     started = time.perf_counter()
-    kmeans = KMeans(n_clusters=n_clusters, n_init=config.n_init, max_iter=config.max_iter,
-                    random_state=seed)
-    labels = kmeans.fit_predict(embedding.astype(np.float64))
-    return InitResult(
-        centres=kmeans.cluster_centers_.astype(np.float32),
-        labels=labels.astype(np.int64),
-        inertia=float(kmeans.inertia_),
-        seconds=time.perf_counter() - started,
-    )
+    embedding = np.asarray(embedding, dtype=np.float64)
+    if config.method == "umap":
+        labels = _manifold_labels(embedding, n_clusters, config, seed)
+        centres = _cluster_means(embedding, labels, n_clusters, seed)
+        inertia = float(((embedding - centres[labels]) ** 2).sum())
+    else:
+        kmeans = KMeans(n_clusters=n_clusters, n_init=config.n_init, max_iter=config.max_iter,
+                        random_state=seed)
+        labels = kmeans.fit_predict(embedding)
+        centres, inertia = kmeans.cluster_centers_, float(kmeans.inertia_)
+    return InitResult(centres=centres.astype(np.float32), labels=labels.astype(np.int64),
+                      inertia=inertia, seconds=time.perf_counter() - started)
+
+
+def _manifold_labels(embedding: np.ndarray, n_clusters: int, config: InitConfig,
+                     seed: int) -> np.ndarray:
+    import umap
+    from sklearn.mixture import GaussianMixture
+
+    n_neighbors = min(config.umap_neighbors, len(embedding) - 1)
+    with warnings.catch_warnings():
+        # A fixed random_state makes UMAP single-threaded, which it warns about; we want that.
+        warnings.filterwarnings("ignore", message=".*n_jobs value.*")
+        mapped = umap.UMAP(n_components=config.umap_components or n_clusters,
+                           n_neighbors=n_neighbors, min_dist=0.0, metric="euclidean",
+                           random_state=seed,
+                           init="spectral" if len(embedding) > n_clusters + 1 else "random",
+                           ).fit_transform(embedding)
+    mixture = GaussianMixture(n_components=n_clusters, covariance_type="full",
+                              n_init=config.n_init, max_iter=config.max_iter,
+                              random_state=seed)
+    return mixture.fit_predict(mapped)
+
+
+def _cluster_means(embedding: np.ndarray, labels: np.ndarray, n_clusters: int,
+                   seed: int) -> np.ndarray:
+    """Per-cluster means; an empty cluster gets a random point so every centre is usable."""
+    rng = np.random.default_rng(seed)
+    centres = np.empty((n_clusters, embedding.shape[1]))
+    for k in range(n_clusters):
+        members = embedding[labels == k]
+        centres[k] = members.mean(axis=0) if len(members) else embedding[rng.integers(
+            len(embedding))]
+    return centres
 
 
 def build_dec_model(encoder: keras.Model, centres: np.ndarray, alpha: float) -> keras.Model:
@@ -93,9 +137,20 @@ def train_dec(
     x: np.ndarray,
     config: DECConfig,
     *,
+    initial_labels: np.ndarray | None = None,
     on_update: UpdateCallback | None = None,
 ) -> DECResult:
-    """Self-train ``model`` (see ``build_dec_model``) on ``x`` until labels settle or maxiter."""
+    """Self-train ``model`` (see ``build_dec_model``) on ``x`` until labels settle or maxiter.
+
+    With ``initial_labels`` and ``config.warmup_iterations``, the first iterations train
+    towards that assignment (one-hot targets) instead of towards the sharpened q: the encoder
+    learns the initial partition before self-training refines it. Without the warm-up, an
+    initialisation that is not a Euclidean partition of the embedding (UMAP's) is first
+    flattened into its nearest-centre version, losing what made it good.
+    """
+    warmup = config.warmup_iterations if initial_labels is not None else 0
+    if initial_labels is not None and len(initial_labels) != len(x):
+        raise ValueError(f"{len(initial_labels)} initial labels for {len(x)} images")
     optimizer = keras.optimizers.SGD(learning_rate=config.learning_rate,
                                      momentum=config.momentum)
     variables = model.trainable_variables
@@ -131,14 +186,15 @@ def train_dec(
             if on_update is not None:
                 on_update(record, labels, config.maxiter)
             previous = labels
-            if iteration > 0 and delta < config.tol:
+            if iteration > warmup and delta < config.tol:
                 converged = True
                 break
             if iteration >= config.maxiter:
                 break
             # p is held fixed between updates: training chases a target, not itself.
-            target = tf.constant(np.clip(target_distribution(q), 1e-12, 1.0)
-                                 .astype(np.float32))
+            p = (np.eye(q.shape[1])[initial_labels] if iteration < warmup
+                 else target_distribution(q))
+            target = tf.constant(np.clip(p, 1e-12, 1.0).astype(np.float32))
         end = min(index + batch_size, n)
         batch = tf.range(index, end)
         losses.append(train_step(tf.gather(data, batch), tf.gather(target, batch)))

@@ -174,3 +174,66 @@ def test_train_dec_with_maxiter_zero_only_assigns(dec_model, x400, pretrained):
     np.testing.assert_array_equal(dec_model.get_layer(CLUSTERING_LAYER).get_weights()[0],
                                   centres)
     assert len(np.unique(result.labels)) > 1
+
+
+# --- manifold initialisation and warm-up ------------------------------------------------------
+
+
+def _rings(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two concentric rings in 3-D: a manifold split that no Euclidean partition finds."""
+    rng = np.random.default_rng(seed)
+    angle = rng.uniform(0, 2 * np.pi, 400)
+    y = np.repeat([0, 1], 200)
+    radius = np.where(y == 0, 1.0, 4.0)
+    x = np.stack([radius * np.cos(angle), radius * np.sin(angle),
+                  rng.normal(scale=0.05, size=400)], axis=1)
+    return x + rng.normal(scale=0.05, size=x.shape), y
+
+
+def test_umap_init_separates_what_kmeans_cannot():
+    x, y = _rings()
+    kmeans = init_centres(x, 2, InitConfig(method="kmeans", n_init=3), seed=0)
+    manifold = init_centres(x, 2, InitConfig(method="umap", n_init=2, umap_neighbors=10),
+                            seed=0)
+    assert cluster_accuracy(y, kmeans.labels) < 0.8
+    assert cluster_accuracy(y, manifold.labels) == 1.0
+    # centres are the clusters' means in the input space
+    for k in range(2):
+        np.testing.assert_allclose(manifold.centres[k], x[manifold.labels == k].mean(axis=0),
+                                   rtol=1e-5, atol=1e-5)
+
+
+def test_umap_init_is_repeatable_under_a_seed():
+    x, _, _ = _blobs(2)
+    config = InitConfig(method="umap", n_init=1, umap_neighbors=10)
+    a = init_centres(x, 4, config, seed=3)
+    b = init_centres(x, 4, config, seed=3)
+    np.testing.assert_array_equal(a.labels, b.labels)
+
+
+def test_warmup_trains_towards_the_initial_assignment(mnist_subset):
+    keep = mnist_subset.y < 3
+    x, digits = mnist_subset.x[keep][:300], mnist_subset.y[keep][:300]
+    seed_everything(0)
+    autoencoder = build_autoencoder(x.shape[1], TINY)
+    pretrain_autoencoder(autoencoder, x, PretrainConfig(epochs=3, optimizer="adam",
+                                                        learning_rate=1e-3))
+    centres = np.random.default_rng(0).normal(size=(3, TINY.embedding_dim)).astype(np.float32)
+    # The initial assignment names cluster k for digit k; random centres do not suggest it.
+    config = DECConfig(n_clusters=3, maxiter=200, update_interval=50, tol=0.5,
+                       warmup_iterations=200, learning_rate=0.05)
+
+    result = train_dec(build_dec_model(encoder_of(autoencoder), centres, 1.0), x, config,
+                       initial_labels=digits)
+    assert np.mean(result.labels == digits) > 0.8
+    # A large tol must not stop training during the warm-up.
+    assert result.iterations == 200 and not result.converged
+
+
+def test_initial_labels_must_match_the_data(mnist_subset):
+    x = mnist_subset.x[:50]
+    encoder = encoder_of(build_autoencoder(x.shape[1], TINY))
+    model = build_dec_model(encoder, np.zeros((2, TINY.embedding_dim), np.float32), 1.0)
+    with pytest.raises(ValueError, match="49 initial labels for 50 images"):
+        train_dec(model, x, DECConfig(n_clusters=2, maxiter=5, warmup_iterations=5),
+                  initial_labels=np.zeros(49, dtype=np.int64))
