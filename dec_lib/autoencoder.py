@@ -149,8 +149,12 @@ def pretrain_autoencoder(
     start_epoch, losses = (0, [])
     if checkpoint is not None:
         start_epoch, losses = checkpoint.restore(autoencoder, optimizer)
-        if start_epoch:
-            log.info("resuming pretraining at epoch %d of %d", start_epoch + 1, config.epochs)
+        if start_epoch >= config.epochs:
+            log.info("pretraining already complete in checkpoint %s (%d epochs)",
+                     checkpoint_dir, start_epoch)
+        elif start_epoch:
+            log.info("resuming pretraining from checkpoint %s at epoch %d of %d",
+                     checkpoint_dir, start_epoch + 1, config.epochs)
     result = PretrainResult(losses=losses, resumed_from_epoch=start_epoch)
     variables = autoencoder.trainable_variables
 

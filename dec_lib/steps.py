@@ -164,8 +164,10 @@ def pretrain(dataset_path: str, autoencoder: dict, pretrain: dict, seed: int, ou
 def kmeans_init(dataset_path: str, autoencoder_path: str, init: dict, dec: dict, seed: int,
                 out_path: str, ctx: TrackingContext) -> dict[str, Any]:
     setup_logging()
+    from sklearn.metrics import normalized_mutual_info_score
+
     from dec_lib.autoencoder import embed, encoder_of
-    from dec_lib.metrics import cluster_accuracy, normalized_mutual_info_score
+    from dec_lib.metrics import cluster_accuracy
     from dec_lib.model_io import load_model
     from dec_lib.training import init_centres
     from dec_lib.validation import check_n_clusters
