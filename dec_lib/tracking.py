@@ -150,8 +150,16 @@ def step_run(run_key: str, step: str, *, tracking_uri: str | None = None,
         yield run
         seconds = time.perf_counter() - started
         mlflow.log_metric(f"phase_seconds.{step}", seconds)
+        mlflow.log_metric(f"peak_memory_mb.{step}", peak_memory_mb())
         mlflow.set_tag(f"step.{step}", "done")
     log.info("%s: done in %.1fs", step, seconds)
+
+
+def peak_memory_mb() -> float:
+    """This process's peak resident memory (each step is its own process, or pod)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def log_params(params: dict[str, Any]) -> None:

@@ -154,6 +154,8 @@ def _summary(registered: dict, config: RunConfig, wall: float) -> dict:
         "wall_seconds": round(wall, 2),
         "phase_seconds": {p: round(metrics.get(f"phase_seconds.{p}", float("nan")), 2)
                           for p in PHASES},
+        "peak_memory_mb": {p: round(metrics.get(f"peak_memory_mb.{p}", float("nan")))
+                           for p in PHASES},
         "config": config.to_dict(),
     }
 
