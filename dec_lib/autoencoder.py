@@ -134,16 +134,41 @@ EpochCallback = Callable[[int, int, float, float], None]
 """on_epoch(epoch, epochs, loss, seconds_per_epoch)"""
 
 
+def random_shift(batch: tf.Tensor, image_shape: tuple[int, int], max_shift: int,
+                 seed: tf.Tensor) -> tf.Tensor:
+    """Shift each flattened image by up to ``max_shift`` pixels each way, zero-filling the edge.
+
+    Written with gathers rather than image ops so that it compiles with XLA inside the step.
+    """
+    height, width = image_shape
+    images = tf.reshape(batch, (-1, height, width))
+    padded = tf.pad(images, [[0, 0], [max_shift, max_shift], [max_shift, max_shift]])
+    n = tf.shape(images)[0]
+    offsets = tf.random.stateless_uniform((2, n), seed, minval=0, maxval=2 * max_shift + 1,
+                                          dtype=tf.int32)
+    rows = offsets[0][:, None] + tf.range(height)[None, :]
+    cols = offsets[1][:, None] + tf.range(width)[None, :]
+    shifted = tf.gather(padded, rows, axis=1, batch_dims=1)
+    shifted = tf.gather(shifted, cols, axis=2, batch_dims=1)
+    return tf.reshape(shifted, (-1, height * width))
+
+
 def pretrain_autoencoder(
     autoencoder: keras.Model,
     x: np.ndarray,
     config: PretrainConfig,
     *,
     seed: int = 0,
+    image_shape: tuple[int, ...] | None = None,
     checkpoint_dir: str | os.PathLike | None = None,
     on_epoch: EpochCallback | None = None,
 ) -> PretrainResult:
-    """Minimise reconstruction MSE; resumes from ``checkpoint_dir`` when one is there."""
+    """Minimise reconstruction MSE; resumes from ``checkpoint_dir`` when one is there.
+
+    With ``config.augment_shift`` and 2-D images, every batch is randomly shifted and the
+    autoencoder reconstructs the shifted images (as in DEC-DA, Guo et al. 2018), which teaches
+    an embedding that does not hinge on exact pixel positions.
+    """
     optimizer = make_optimizer(config.optimizer, config.learning_rate, config.momentum)
     checkpoint = _Checkpoint(checkpoint_dir) if checkpoint_dir else None
     start_epoch, losses = (0, [])
@@ -157,9 +182,14 @@ def pretrain_autoencoder(
                      checkpoint_dir, start_epoch + 1, config.epochs)
     result = PretrainResult(losses=losses, resumed_from_epoch=start_epoch)
     variables = autoencoder.trainable_variables
+    shift = config.augment_shift if image_shape is not None and len(image_shape) == 2 else 0
+    if config.augment_shift and not shift:
+        log.warning("pretrain.augment_shift needs 2-D images; training without augmentation")
 
     @tf.function(jit_compile=True, reduce_retracing=True)
-    def train_step(batch):
+    def train_step(batch, step_seed):
+        if shift:
+            batch = random_shift(batch, image_shape, shift, step_seed)
         with tf.GradientTape() as tape:
             reconstruction = autoencoder(batch, training=True)
             loss = tf.reduce_mean(tf.square(batch - reconstruction))
@@ -176,7 +206,8 @@ def pretrain_autoencoder(
         total = tf.constant(0.0)
         for begin in range(0, n, batch_size):
             batch = tf.gather(data, order[begin:begin + batch_size])
-            total += train_step(batch) * tf.cast(tf.shape(batch)[0], tf.float32)
+            step_seed = tf.constant([seed * 100_003 + epoch, begin], dtype=tf.int32)
+            total += train_step(batch, step_seed) * tf.cast(tf.shape(batch)[0], tf.float32)
         loss = float(total.numpy()) / n
         if not np.isfinite(loss):
             raise FloatingPointError(

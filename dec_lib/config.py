@@ -41,6 +41,8 @@ class PretrainConfig:
     momentum: float = 0.9
     checkpoint_every: int = 5
     """Epochs between resumable checkpoints (0: none)."""
+    augment_shift: int = 0
+    """Random shifts of up to this many pixels during pretraining (2-D images; 0: none)."""
 
 
 @dataclass
@@ -139,6 +141,7 @@ class RunConfig:
             ("pretrain.learning_rate", self.pretrain.learning_rate > 0, "must be > 0"),
             ("pretrain.momentum", 0 <= self.pretrain.momentum < 1, "must be in [0, 1)"),
             ("pretrain.checkpoint_every", self.pretrain.checkpoint_every >= 0, "must be >= 0"),
+            ("pretrain.augment_shift", self.pretrain.augment_shift >= 0, "must be >= 0"),
             ("init.method", self.init.method in ("kmeans", "umap"), "must be 'kmeans' or 'umap'"),
             ("init.umap_neighbors", self.init.umap_neighbors >= 2, "must be >= 2"),
             ("init.umap_components", self.init.umap_components >= 0, "must be >= 0"),

@@ -39,11 +39,14 @@ class DEC:
         ``y`` is accepted for scikit-learn compatibility and ignored: DEC is unsupervised.
         """
         config = (self.config or preset("default")).validate()
+        raw_shape = np.shape(x)
+        image_shape = tuple(raw_shape[1:3]) if len(raw_shape) >= 3 else None
         x = check_images(x, source="x")
         check_n_clusters(config.dec.n_clusters, len(x))
         seed_everything(config.seed)
         autoencoder = build_autoencoder(x.shape[1], config.autoencoder)
-        self.pretrain_ = pretrain_autoencoder(autoencoder, x, config.pretrain, seed=config.seed)
+        self.pretrain_ = pretrain_autoencoder(autoencoder, x, config.pretrain, seed=config.seed,
+                                              image_shape=image_shape)
         encoder = encoder_of(autoencoder)
         init = init_centres(embed(encoder, x), config.dec.n_clusters, config.init,
                             seed=config.seed)

@@ -148,6 +148,7 @@ def pretrain(dataset_path: str, autoencoder: dict, pretrain: dict, seed: int, ou
                      seconds)
 
         result = pretrain_autoencoder(model, dataset.x, config.pretrain, seed=config.seed,
+                                      image_shape=dataset.image_shape,
                                       checkpoint_dir=checkpoint_dir, on_epoch=on_epoch)
         save_model(model, Path(out_path) / "autoencoder.keras")
         final_loss = result.losses[-1] if result.losses else float("nan")
