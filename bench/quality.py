@@ -42,6 +42,7 @@ def run_seed(preset: str, seed: int, work_root: Path, overrides: list[str]) -> d
         "init_acc": metrics.get("kmeans_init.acc"),
         "dec_iterations": metrics.get("dec_train.iterations"),
         "phase_seconds": summary["phase_seconds"], "wall_seconds": summary["wall_seconds"],
+        "peak_memory_mb": summary.get("peak_memory_mb"), "n_samples": summary["n_samples"],
         "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} CPUs",
         "date": time.strftime("%Y-%m-%d"),
     }
