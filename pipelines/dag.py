@@ -63,7 +63,7 @@ def build_pipeline(config: "RunConfig | None" = None, placement: "Placement | No
     sections = _sections(c)
 
     @dsl.pipeline(name=PIPELINE_NAME,
-                  description="Deep Embedded Clustering: pretrain, K-Means init, DEC, "
+                  description="Deep Embedded Clustering: pretrain, initialise clusters, DEC, "
                               "evaluate, register in MLflow.")
     def dec_pipeline(
         seed: int = c.seed,
