@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -345,5 +344,4 @@ def register(model_path: str, report_path: str, model_name: str, work_dir: str,
         "model_uri": registration.model_uri,
         "mlflow_run_id": registration.run_id,
         "tracking_uri": tracking.resolve_tracking_uri(ctx.tracking_uri or None),
-        "finished_at": time.time(),
     }

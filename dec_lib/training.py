@@ -8,7 +8,6 @@ is computed in NumPy because it needs column sums over all of the data.
 
 from __future__ import annotations
 
-import logging
 import time
 import warnings
 from collections.abc import Callable
@@ -23,8 +22,6 @@ from dec_lib.autoencoder import embed
 from dec_lib.clustering import ClusteringLayer, target_distribution
 from dec_lib.config import DECConfig, InitConfig
 from dec_lib.validation import check_n_clusters
-
-log = logging.getLogger(__name__)
 
 CLUSTERING_LAYER = "clustering"
 
