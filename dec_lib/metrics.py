@@ -80,10 +80,11 @@ def evaluate_clustering(y_true, y_pred) -> ClusteringReport:
     mapped = np.array([mapping.get(int(c), -1) for c in range(y_pred.max() + 1)])[y_pred]
     labels = sorted(set(np.unique(y_true).tolist()) | set(mapping.values()))
     index = {label: i for i, label in enumerate(labels)}
+    position = np.full(max(labels) + 1, -1)
+    position[list(index)] = list(index.values())
+    kept = mapped >= 0
     confusion = np.zeros((len(labels), len(labels)), dtype=np.int64)
-    for t, p in zip(y_true, mapped, strict=True):
-        if p >= 0:
-            confusion[index[int(t)], index[int(p)]] += 1
+    np.add.at(confusion, (position[y_true[kept]], position[mapped[kept]]), 1)
     return ClusteringReport(
         acc=cluster_accuracy(y_true, y_pred),
         nmi=float(normalized_mutual_info_score(y_true, y_pred)),

@@ -81,7 +81,7 @@ class DECPyfuncModel(mlflow.pyfunc.PythonModel):
         })
 
 
-def _signature(image_shape: tuple[int, ...]):
+def _signature():
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema, TensorSpec
 
@@ -148,7 +148,7 @@ def log_and_register(
         name="model",
         python_model=DECPyfuncModel(),
         artifacts={MODEL_ARTIFACT: str(model_path), INFO_ARTIFACT: str(info_path)},
-        signature=_signature(image_shape),
+        signature=_signature(),
         input_example=example,
         code_paths=[code_path],
         pip_requirements=_pip_requirements(),

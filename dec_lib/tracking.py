@@ -47,13 +47,10 @@ def artifact_root_for(uri: str) -> str | None:
     Without this, MLflow puts artifacts under the *current directory* of whichever process
     creates the experiment, and steps started elsewhere could not find them.
     """
-    parsed = urlparse(uri)
-    if parsed.scheme == "sqlite":
-        db_path = Path(uri[len("sqlite:///"):])
-        return (db_path.parent / "mlartifacts").resolve().as_uri()
-    if parsed.scheme in ("", "file"):
+    if urlparse(uri).scheme != "sqlite":
         return None
-    return None
+    db_path = Path(uri[len("sqlite:///"):])
+    return (db_path.parent / "mlartifacts").resolve().as_uri()
 
 
 def with_retries(action: Callable[[], T], what: str, attempts: int = 4,
