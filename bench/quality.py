@@ -35,9 +35,12 @@ def run_seed(preset: str, seed: int, work_root: Path, overrides: list[str]) -> d
     summary = json.loads(summary_path.read_text())
     from mlflow import MlflowClient
 
+    from dec_lib.config import preset as named_preset
+
     metrics = MlflowClient(summary["tracking_uri"]).get_run(summary["mlflow_run_id"]).data.metrics
     return {
         "preset": preset, "seed": seed, "overrides": overrides,
+        "config": named_preset(preset).with_overrides(overrides).flat(),
         "acc": summary["acc"], "nmi": summary["nmi"], "ari": summary["ari"],
         "init_acc": metrics.get("kmeans_init.acc"),
         "dec_iterations": metrics.get("dec_train.iterations"),
@@ -80,12 +83,16 @@ def main() -> int:
     records = json.loads(out.read_text()) if out.exists() else []
     for seed in args.seeds:
         record = run_seed(args.preset, seed, Path(args.work_dir), args.set)
+        # One record per seed and effective configuration: a preset that changed keeps history.
         records = [r for r in records
-                   if (r["seed"], r["overrides"]) != (seed, args.set)] + [record]
+                   if (r["seed"], r.get("config")) != (seed, record["config"])] + [record]
         out.write_text(json.dumps(records, indent=2) + "\n")
         print(f"seed {seed}: acc {record['acc']:.4f} nmi {record['nmi']:.4f} "
               f"({record['wall_seconds']:.0f}s)", flush=True)
-    mine = [r for r in records if r["overrides"] == args.set and r["seed"] in args.seeds]
+    from dec_lib.config import preset as named_preset
+
+    config = named_preset(args.preset).with_overrides(args.set).flat()
+    mine = [r for r in records if r.get("config") == config and r["seed"] in args.seeds]
     print(table(sorted(mine, key=lambda r: r["seed"])))
     return 0
 

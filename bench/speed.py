@@ -2,8 +2,9 @@
 
 The reference is the recipe as commonly written in Keras: ``Model.fit`` for pretraining, and for
 DEC ``predict`` over all data every ``update_interval`` iterations plus ``train_on_batch``.
-Both sides start from the same weights and run the same epochs and iterations (``dec.tol=0``),
-in one process, one after the other, and the ratio of their times is printed.
+All sides start from the same weights and run the same epochs and iterations (``dec.tol=0``),
+in one process, one after the other; ours runs once per ``--precisions`` entry (float32, and
+``auto``: bfloat16 where the CPU computes it natively), and the ratios of the times are printed.
 
     .venv/bin/python bench/speed.py --epochs 10 --iterations 2100
 
@@ -57,12 +58,17 @@ def main() -> int:
     parser.add_argument("--iterations", type=int, default=2100)
     parser.add_argument("--n-samples", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--precisions", nargs="+", default=["float32", "auto"],
+                        choices=["float32", "bfloat16", "auto"],
+                        help="our loops' precisions to time; the first one pretrains the "
+                             "encoder every DEC side starts from")
     args = parser.parse_args()
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from dec_lib.autoencoder import build_autoencoder, encoder_of, pretrain_autoencoder
     from dec_lib.config import preset
     from dec_lib.data import load_dataset
+    from dec_lib.precision import resolve_precision
     from dec_lib.seeding import seed_everything
     from dec_lib.training import build_dec_model, init_centres, train_dec
 
@@ -77,23 +83,27 @@ def main() -> int:
 
     results: dict = {"epochs": args.epochs, "iterations": args.iterations,
                      "n_samples": len(x)}
-    # Pretraining, same initial weights on both sides.
+    # Pretraining, same initial weights on every side.
     reference = fresh_autoencoder()
     started = time.perf_counter()
     results["reference_pretrain_loss"] = reference_pretrain(reference, x, args.epochs, 256)
     results["reference_pretrain_s"] = time.perf_counter() - started
-    ours = fresh_autoencoder()
-    started = time.perf_counter()
-    losses = pretrain_autoencoder(ours, x, config.pretrain, seed=args.seed).losses
-    results["ours_pretrain_s"] = time.perf_counter() - started
-    results["ours_pretrain_loss"] = losses[-1] if losses else float("nan")
+    trained = {}
+    for precision in args.precisions:
+        ours = fresh_autoencoder()
+        settings = config.pretrain.__class__(**{**vars(config.pretrain), "precision": precision})
+        started = time.perf_counter()
+        losses = pretrain_autoencoder(ours, x, settings, seed=args.seed).losses
+        results[f"ours_{precision}_pretrain_s"] = time.perf_counter() - started
+        results[f"ours_{precision}_pretrain_loss"] = losses[-1] if losses else float("nan")
+        trained[precision] = ours
 
-    # DEC, both from our pretrained encoder and the same K-Means centres.
+    # DEC, every side from the same float32-pretrained encoder and the same K-Means centres.
     from dec_lib.autoencoder import embed
 
-    encoder = encoder_of(ours)
-    init = init_centres(embed(encoder, x), 10, config.init, seed=args.seed)
-    weights = ours.get_weights()
+    first = trained[args.precisions[0]]
+    init = init_centres(embed(encoder_of(first), x), 10, config.init, seed=args.seed)
+    weights = first.get_weights()
 
     def fresh_dec():
         clone = fresh_autoencoder()
@@ -105,24 +115,32 @@ def main() -> int:
     results["reference_dec_loss"] = reference_dec(reference_model, x, args.iterations,
                                                   config.dec.update_interval, 256)
     results["reference_dec_s"] = time.perf_counter() - started
-    ours_model = fresh_dec()
-    started = time.perf_counter()
-    history = train_dec(ours_model, x, config.dec).history
-    results["ours_dec_s"] = time.perf_counter() - started
-    results["ours_dec_loss"] = history[-1].loss
-    results["pretrain_speedup"] = results["reference_pretrain_s"] / results["ours_pretrain_s"]
-    results["dec_speedup"] = results["reference_dec_s"] / results["ours_dec_s"]
+    for precision in args.precisions:
+        settings = config.dec.__class__(**{**vars(config.dec), "precision": precision})
+        started = time.perf_counter()
+        history = train_dec(fresh_dec(), x, settings).history
+        results[f"ours_{precision}_dec_s"] = time.perf_counter() - started
+        results[f"ours_{precision}_dec_loss"] = history[-1].loss
+        for phase in ("pretrain", "dec"):
+            results[f"{phase}_speedup_{precision}"] = (results[f"reference_{phase}_s"]
+                                                      / results[f"ours_{precision}_{phase}_s"])
+    results["resolved_precision"] = {p: resolve_precision(p) for p in args.precisions}
     results["machine"] = f"{platform.machine()}, {len(os.sched_getaffinity(0))} CPUs"
     results["date"] = time.strftime("%Y-%m-%d")
 
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "speed.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(f"pretraining ({args.epochs} epochs on {len(x)} images): reference "
-          f"{results['reference_pretrain_s']:.1f}s (loss {results['reference_pretrain_loss']:.5f})"
-          f", ours {results['ours_pretrain_s']:.1f}s (loss {results['ours_pretrain_loss']:.5f})"
-          f": {results['pretrain_speedup']:.2f}x")
-    print(f"DEC ({args.iterations} iterations): reference {results['reference_dec_s']:.1f}s, "
-          f"ours {results['ours_dec_s']:.1f}s: {results['dec_speedup']:.2f}x")
+    print(f"pretraining, {args.epochs} epochs on {len(x)} images: reference "
+          f"{results['reference_pretrain_s']:.1f}s (loss {results['reference_pretrain_loss']:.6f})")
+    for p in args.precisions:
+        print(f"  ours {p} ({resolve_precision(p)}): {results[f'ours_{p}_pretrain_s']:.1f}s "
+              f"(loss {results[f'ours_{p}_pretrain_loss']:.6f}): "
+              f"{results[f'pretrain_speedup_{p}']:.2f}x")
+    print(f"DEC, {args.iterations} iterations: reference {results['reference_dec_s']:.1f}s "
+          f"(loss {results['reference_dec_loss']:.4f})")
+    for p in args.precisions:
+        print(f"  ours {p} ({resolve_precision(p)}): {results[f'ours_{p}_dec_s']:.1f}s "
+              f"(loss {results[f'ours_{p}_dec_loss']:.4f}): {results[f'dec_speedup_{p}']:.2f}x")
     return 0
 
 

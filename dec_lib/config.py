@@ -16,6 +16,8 @@ from typing import Any
 
 from dec_lib.errors import ConfigError
 
+PRECISIONS = ("float32", "bfloat16", "auto")
+
 
 @dataclass
 class DataConfig:
@@ -43,6 +45,8 @@ class PretrainConfig:
     """Epochs between resumable checkpoints (0: none)."""
     augment_shift: int = 0
     """Random shifts of up to this many pixels during pretraining (2-D images; 0: none)."""
+    precision: str = "float32"
+    """``float32``, ``bfloat16`` (mixed: float32 weights) or ``auto`` (bfloat16 where native)."""
 
 
 @dataclass
@@ -72,6 +76,8 @@ class DECConfig:
     momentum: float = 0.9
     warmup_iterations: int = 0
     """Iterations trained towards the initial assignment before self-training (see init)."""
+    precision: str = "float32"
+    """As ``pretrain.precision``; the clustering layer always computes in float32."""
 
 
 @dataclass
@@ -142,6 +148,8 @@ class RunConfig:
             ("pretrain.momentum", 0 <= self.pretrain.momentum < 1, "must be in [0, 1)"),
             ("pretrain.checkpoint_every", self.pretrain.checkpoint_every >= 0, "must be >= 0"),
             ("pretrain.augment_shift", self.pretrain.augment_shift >= 0, "must be >= 0"),
+            ("pretrain.precision", self.pretrain.precision in PRECISIONS,
+             "must be " + ", ".join(map(repr, PRECISIONS))),
             ("init.method", self.init.method in ("kmeans", "umap"), "must be 'kmeans' or 'umap'"),
             ("init.umap_neighbors", self.init.umap_neighbors >= 2, "must be >= 2"),
             ("init.umap_components", self.init.umap_components >= 0, "must be >= 0"),
@@ -156,6 +164,8 @@ class RunConfig:
             ("dec.learning_rate", self.dec.learning_rate > 0, "must be > 0"),
             ("dec.momentum", 0 <= self.dec.momentum < 1, "must be in [0, 1)"),
             ("dec.warmup_iterations", self.dec.warmup_iterations >= 0, "must be >= 0"),
+            ("dec.precision", self.dec.precision in PRECISIONS,
+             "must be " + ", ".join(map(repr, PRECISIONS))),
         ]
         for key, ok, problem in checks:
             if not ok:
@@ -182,9 +192,10 @@ def _preset_default() -> RunConfig:
     K-Means, which is what lifts accuracy (measurements in BENCHMARKS.md).
     """
     return RunConfig(
-        pretrain=PretrainConfig(epochs=40, optimizer="adam", learning_rate=1e-3),
+        pretrain=PretrainConfig(epochs=40, optimizer="adam", learning_rate=1e-3,
+                                precision="auto"),
         init=InitConfig(method="umap", n_init=4),
-        dec=DECConfig(maxiter=2800, warmup_iterations=1400),
+        dec=DECConfig(maxiter=2800, warmup_iterations=1400, precision="auto"),
     )
 
 
@@ -193,9 +204,9 @@ def _preset_quick() -> RunConfig:
     return RunConfig(
         data=DataConfig(n_samples=2000),
         pretrain=PretrainConfig(epochs=60, optimizer="adam", learning_rate=1e-3,
-                                checkpoint_every=10),
+                                checkpoint_every=10, precision="auto"),
         init=InitConfig(method="umap", n_init=2),
-        dec=DECConfig(maxiter=400, update_interval=40, warmup_iterations=80),
+        dec=DECConfig(maxiter=400, update_interval=40, warmup_iterations=80, precision="auto"),
     )
 
 

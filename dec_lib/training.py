@@ -2,8 +2,9 @@
 
 The loop follows Xie et al. (2016): every ``update_interval`` iterations recompute the sharpened
 target p from the current model on the whole data set, then train encoder and centres on
-KL(p || q). Both the full-data forward pass and the training step are XLA-compiled; the target
-is computed in NumPy because it needs column sums over all of the data.
+KL(p || q). Both the full-data forward pass and the training step are graph-compiled (XLA on
+GPUs) and run in the configured precision; the target is computed in NumPy because it needs
+column sums over all of the data.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sklearn.cluster import KMeans
 from dec_lib.autoencoder import embed
 from dec_lib.clustering import ClusteringLayer, target_distribution
 from dec_lib.config import DECConfig, InitConfig
+from dec_lib.precision import use_xla, with_precision
 from dec_lib.validation import check_n_clusters
 
 CLUSTERING_LAYER = "clustering"
@@ -150,52 +152,61 @@ def train_dec(
         raise ValueError(f"{len(initial_labels)} initial labels for {len(x)} images")
     optimizer = keras.optimizers.SGD(learning_rate=config.learning_rate,
                                      momentum=config.momentum)
-    variables = model.trainable_variables
+    compute = with_precision(model, config.precision)
+    variables = compute.trainable_variables
 
-    @tf.function(jit_compile=True, reduce_retracing=True)
+    n, batch_size = len(x), config.batch_size
+    data = tf.constant(x)
+
+    @tf.function(jit_compile=use_xla(), reduce_retracing=True)
     def train_step(batch, target):
         with tf.GradientTape() as tape:
-            q = model(batch, training=True)
+            q = compute(batch, training=True)
             q = tf.clip_by_value(q, 1e-12, 1.0)
             loss = tf.reduce_mean(tf.reduce_sum(target * tf.math.log(target / q), axis=1))
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
         return loss
 
-    n, batch_size = len(x), config.batch_size
-    data = tf.constant(x)
+    @tf.function
+    def train_interval(index, steps, target):
+        """``steps`` consecutive batches in one graph call: no Python between two steps."""
+        total = tf.constant(0.0)
+        for _ in tf.range(steps):
+            end = tf.minimum(index + batch_size, n)
+            total += train_step(data[index:end], target[index:end])
+            index = tf.where(end >= n, 0, end)
+        return index, total / tf.cast(steps, tf.float32)
+
     started = time.perf_counter()
     history: list[UpdateRecord] = []
     previous: np.ndarray | None = None
-    target = None
-    losses: list[tf.Tensor] = []
+    loss = float("nan")
     converged = False
-    index = 0
+    index = tf.constant(0)
     iteration = 0
     while True:
-        if iteration % config.update_interval == 0 or iteration == config.maxiter:
-            q = predict_soft(model, x)
-            labels = q.argmax(axis=1)
-            delta = 1.0 if previous is None else float(np.mean(labels != previous))
-            loss = float(np.mean([t.numpy() for t in losses])) if losses else float("nan")
-            record = UpdateRecord(iteration=iteration, delta_label=delta, loss=loss)
-            history.append(record)
-            losses = []
-            if on_update is not None:
-                on_update(record, labels, config.maxiter)
-            previous = labels
-            if iteration > warmup and delta < config.tol:
-                converged = True
-                break
-            if iteration >= config.maxiter:
-                break
-            # p is held fixed between updates: training chases a target, not itself.
-            p = (np.eye(q.shape[1])[initial_labels] if iteration < warmup
-                 else target_distribution(q))
-            target = tf.constant(np.clip(p, 1e-12, 1.0).astype(np.float32))
-        end = min(index + batch_size, n)
-        batch = tf.range(index, end)
-        losses.append(train_step(tf.gather(data, batch), tf.gather(target, batch)))
-        index = 0 if end >= n else end
-        iteration += 1
+        q = predict_soft(compute, x)
+        labels = q.argmax(axis=1)
+        delta = 1.0 if previous is None else float(np.mean(labels != previous))
+        record = UpdateRecord(iteration=iteration, delta_label=delta, loss=loss)
+        history.append(record)
+        if on_update is not None:
+            on_update(record, labels, config.maxiter)
+        previous = labels
+        if iteration > warmup and delta < config.tol:
+            converged = True
+            break
+        if iteration >= config.maxiter:
+            break
+        # p is held fixed between updates: training chases a target, not itself.
+        p = (np.eye(q.shape[1])[initial_labels] if iteration < warmup
+             else target_distribution(q))
+        target = tf.constant(np.clip(p, 1e-12, 1.0).astype(np.float32))
+        steps = min(config.update_interval, config.maxiter - iteration)
+        index, mean_loss = train_interval(index, tf.constant(steps), target)
+        loss = float(mean_loss)
+        iteration += steps
+    if compute is not model:
+        model.set_weights(compute.get_weights())
     return DECResult(labels=previous, q=q, iterations=iteration, converged=converged,
                      history=history, seconds=time.perf_counter() - started)
