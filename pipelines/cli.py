@@ -8,6 +8,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 import tempfile
 import time
@@ -198,20 +199,50 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 # -------------------------------------------------------------------------------------- predict
 
+_IDX_FILE = re.compile(r"idx\d-ubyte(\.gz)?$")
+
+
+def _png_input(path: Path) -> list[Path]:
+    """The PNG files to read when ``path`` is a folder of PNGs and not of IDX files, else []."""
+    from dec_lib.image_folder import png_files
+
+    if not path.is_dir():
+        return []
+    files = png_files(path)
+    if files and any(_IDX_FILE.search(p.name.lower()) for p in path.iterdir()):
+        return []
+    return files
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     import mlflow
 
     from dec_lib.data import load_dataset
+    from dec_lib.image_folder import read_png_files
 
     if args.mlflow_uri:
         mlflow.set_tracking_uri(args.mlflow_uri)
-    images = load_dataset(args.input)
+    files = _png_input(Path(args.input))
+    if files:
+        x = read_png_files(files)
+    else:
+        images = load_dataset(args.input)
+        x = images.x.reshape((images.n_samples, *images.image_shape))
     model = mlflow.pyfunc.load_model(args.model)
-    x = images.x.reshape((images.n_samples, *images.image_shape))
     predictions = model.predict(x)
     predictions.insert(0, "index", range(len(predictions)))
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    predictions.to_csv(args.output, index=False)
+    if files:
+        predictions.insert(1, "file", [f.name for f in files])
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    # Through a temporary file in the same folder: a reader never sees half a CSV, and an
+    # interrupted run leaves the previous output in place.
+    tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
+    try:
+        predictions.to_csv(tmp, index=False)
+        os.replace(tmp, output)
+    finally:
+        tmp.unlink(missing_ok=True)
     print(f"wrote {len(predictions)} predictions to {args.output}")
     return 0
 
@@ -340,7 +371,8 @@ def make_parser() -> argparse.ArgumentParser:
     pred = commands.add_parser("predict", help="cluster images with a registered model")
     pred.add_argument("--model", required=True, metavar="MODEL_URI",
                       help="e.g. models:/dec-mnist@champion")
-    pred.add_argument("--input", required=True, help=".npz with x, or a directory of IDX files")
+    pred.add_argument("--input", required=True, help=".npz with x, a directory of IDX files, or "
+                      "a directory of PNG images (the CSV then names each file)")
     pred.add_argument("--output", required=True, metavar="FILE.csv")
     pred.add_argument("--mlflow-uri", help="tracking URI (default: $MLFLOW_TRACKING_URI)")
     pred.set_defaults(func=cmd_predict)

@@ -1,0 +1,196 @@
+"""The registered model behind a real ``mlflow models serve``: JSON over HTTP, as clients see it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dec_lib.config import AutoencoderConfig, DECConfig, InitConfig, PretrainConfig, RunConfig
+
+pytestmark = pytest.mark.e2e
+
+N_CLUSTERS = 4
+START_TIMEOUT_S = 120
+
+
+@dataclass
+class Registered:
+    tracking_uri: str
+    model_uri: str
+    mapping: dict[int, int]
+    local_model: object  # the same version, loaded in this process with mlflow.pyfunc
+
+
+@pytest.fixture(scope="module")
+def registered_model(tmp_path_factory, mnist_subset) -> Registered:
+    """A tiny DEC, trained in seconds, logged and registered as the register step does it."""
+    import mlflow
+
+    from dec_lib import tracking
+    from dec_lib.estimator import DEC
+    from dec_lib.metrics import cluster_to_label
+    from dec_lib.serving import log_and_register
+
+    root = tmp_path_factory.mktemp("registry")
+    config = RunConfig(
+        seed=0,
+        autoencoder=AutoencoderConfig(hidden_dims=[64, 128], embedding_dim=4),
+        pretrain=PretrainConfig(epochs=2, batch_size=100, optimizer="adam", learning_rate=1e-3,
+                                checkpoint_every=0),
+        init=InitConfig(n_init=1),
+        dec=DECConfig(n_clusters=N_CLUSTERS, maxiter=20, update_interval=10, batch_size=100,
+                      tol=0.0),
+    )
+    x, y = mnist_subset.x[:300], mnist_subset.y[:300]
+    dec = DEC(config).fit(x)
+    dec.save(root / "dec.keras")
+    mapping = cluster_to_label(y, dec.labels_)
+    uri = tracking.sqlite_uri(root)
+    experiment = mlflow.MlflowClient(uri).create_experiment(
+        "serving", artifact_location=tracking.artifact_root_for(uri))
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        with mlflow.start_run(experiment_id=experiment) as run:
+            registration = log_and_register(
+                root / "dec.keras", mapping=mapping, image_shape=(28, 28),
+                model_name="dec-serving-test", metrics={}, run_id=run.info.run_id,
+                work_dir=root / "register")
+        local_model = mlflow.pyfunc.load_model(registration.model_uri)
+    finally:
+        mlflow.set_tracking_uri(previous)
+    return Registered(uri, registration.model_uri, mapping, local_model)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(registered_model, tmp_path_factory) -> str:
+    """``mlflow models serve`` on a free loopback port; always stopped, whatever the tests do."""
+    root = tmp_path_factory.mktemp("serve")
+    port = _free_port()
+    bin_dir = Path(sys.executable).parent  # mlflow runs `uvicorn` from PATH
+    env = {**os.environ, "MLFLOW_TRACKING_URI": registered_model.tracking_uri,
+           "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+           "TF_CPP_MIN_LOG_LEVEL": "2"}
+    log_path = root / "server.log"
+    with open(log_path, "wb") as log:
+        # Its own process group: `mlflow models serve` starts uvicorn as a child, and both
+        # must go when the tests end.
+        process = subprocess.Popen(
+            [str(bin_dir / "mlflow"), "models", "serve", "-m", registered_model.model_uri,
+             "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"],
+            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not _pings(url):
+            if process.poll() is not None or time.monotonic() > deadline:
+                tail = log_path.read_text(errors="replace")[-3000:]
+                pytest.fail(f"mlflow models serve did not answer /ping within "
+                            f"{START_TIMEOUT_S} s (exit status {process.poll()}):\n{tail}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        _stop(process)
+
+
+def _pings(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/ping", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def _stop(process: subprocess.Popen) -> None:
+    for sig, wait_s in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            process.wait(timeout=wait_s)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _post(url: str, body: bytes | dict) -> tuple[int, dict | str]:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = urllib.request.Request(f"{url}/invocations", data=data, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            status, text = response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        status, text = error.code, error.read().decode()
+    try:
+        return status, json.loads(text)
+    except json.JSONDecodeError:
+        return status, text
+
+
+@pytest.fixture(scope="module")
+def digits(mnist_subset) -> np.ndarray:
+    """Sixteen real digits as uint8 N×28×28."""
+    return np.rint(mnist_subset.x[300:316] * 255).astype(np.uint8).reshape(16, 28, 28)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param(lambda d: {"inputs": d.tolist()}, id="uint8 Nx28x28"),
+        pytest.param(lambda d: {"inputs": {"images": (d.reshape(len(d), -1) / 255).tolist()}},
+                     id="named float Nx784"),
+    ],
+)
+def test_the_server_answers_each_image_as_the_loaded_model_does(server, registered_model,
+                                                                 digits, payload):
+    status, body = _post(server, payload(digits))
+
+    assert status == 200, body
+    rows = body["predictions"]
+    assert len(rows) == len(digits)
+    assert all(set(row) == {"cluster", "label", "confidence"} for row in rows)
+    clusters = np.array([row["cluster"] for row in rows])
+    labels = np.array([row["label"] for row in rows])
+    confidence = np.array([row["confidence"] for row in rows])
+    assert ((clusters >= 0) & (clusters < N_CLUSTERS)).all()
+    assert labels.tolist() == [registered_model.mapping.get(int(c), -1) for c in clusters]
+    assert ((confidence >= 1 / N_CLUSTERS - 1e-6) & (confidence <= 1 + 1e-6)).all()
+
+    expected = registered_model.local_model.predict(digits)
+    np.testing.assert_array_equal(clusters, expected["cluster"])
+    np.testing.assert_array_equal(labels, expected["label"])
+    np.testing.assert_allclose(confidence, expected["confidence"], rtol=1e-6)
+
+
+def test_a_malformed_batch_gets_a_clear_error_and_the_server_keeps_answering(server, digits):
+    status, body = _post(server, {"inputs": np.zeros((2, 27, 27), np.uint8).tolist()})
+    assert 400 <= status < 600
+    # MLflow wraps the model's exception: its generic message on top, ours in the trace.
+    assert "each image must have 784 pixels, got 729" in json.dumps(body)
+
+    status, body = _post(server, b"{not json")
+    assert 400 <= status < 500, body
+
+    assert _pings(server)
+    status, body = _post(server, {"inputs": digits[:3].tolist()})
+    assert status == 200 and len(body["predictions"]) == 3
