@@ -3,11 +3,14 @@
 Pretraining uses its own compiled step rather than ``Model.fit``: one graph-compiled function
 per batch (XLA on GPUs), bfloat16 where the hardware has it (``dec_lib.precision``), no callback
 machinery, and a resumable checkpoint every few epochs so that a pod preempted mid-run picks up
-where it stopped.
+where it stopped. With more than one GPU visible it trains data-parallel under
+``tf.distribute.MirroredStrategy``: each replica takes a share of every batch and the gradients
+are summed across replicas, so a batch means the same thing on one GPU or eight.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -82,6 +85,31 @@ def _compiled_forward(model: keras.Model) -> Callable:
                               jit_compile=use_xla(), reduce_retracing=True)
         _FORWARD[model] = forward
     return forward
+
+
+def distribution_strategy() -> tf.distribute.Strategy | None:
+    """``MirroredStrategy`` over every GPU when more than one is visible, else None (one device)."""
+    if len(tf.config.list_physical_devices("GPU")) > 1:
+        strategy = tf.distribute.MirroredStrategy()
+        log.info("pretraining data-parallel on %d GPUs (MirroredStrategy)",
+                 strategy.num_replicas_in_sync)
+        return strategy
+    return None
+
+
+def _replica_copy(model: keras.Model, precision: str, strategy: tf.distribute.Strategy
+                  ) -> keras.Model:
+    """A copy of ``model`` in ``precision`` whose variables ``strategy`` mirrors on its devices.
+
+    The caller built ``model`` outside any strategy, and a variable belongs to the strategy it was
+    created under; so the copy is made here, and its weights go back to ``model`` at the end.
+    """
+    with strategy.scope():
+        copy = with_precision(model, precision)
+        if copy is model:
+            copy = keras.models.clone_model(model)
+            copy.set_weights(model.get_weights())
+    return copy
 
 
 @dataclass
@@ -164,20 +192,34 @@ def pretrain_autoencoder(
     image_shape: tuple[int, ...] | None = None,
     checkpoint_dir: str | os.PathLike | None = None,
     on_epoch: EpochCallback | None = None,
+    strategy: tf.distribute.Strategy | None = None,
 ) -> PretrainResult:
     """Minimise reconstruction MSE; resumes from ``checkpoint_dir`` when one is there.
+
+    ``strategy`` (default: ``distribution_strategy()``, mirrored over several GPUs, else none)
+    trains a copy of ``autoencoder`` on its replicas, whose weights come back at the end.
 
     With ``config.augment_shift`` and 2-D images, every batch is randomly shifted and the
     autoencoder reconstructs the shifted images (as in DEC-DA, Guo et al. 2018), which teaches
     an embedding that does not hinge on exact pixel positions.
     """
-    optimizer = make_optimizer(config.optimizer, config.learning_rate, config.momentum)
-    # Trains a copy computing in the configured precision; its weights come back at the end.
-    compute = with_precision(autoencoder, config.precision)
-    checkpoint = _Checkpoint(checkpoint_dir) if checkpoint_dir else None
-    start_epoch, losses = (0, [])
+    if strategy is None:
+        strategy = distribution_strategy()
+    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+    with scope:
+        # Optimizer state, and the model's variables, must be created under the strategy.
+        optimizer = make_optimizer(config.optimizer, config.learning_rate, config.momentum)
+        # Trains a copy computing in the configured precision; its weights come back at the end.
+        compute = (_replica_copy(autoencoder, config.precision, strategy) if strategy is not None
+                   else with_precision(autoencoder, config.precision))
+        checkpoint = _Checkpoint(checkpoint_dir) if checkpoint_dir else None
+        start_epoch, losses = (0, [])
+        if checkpoint is not None:
+            start_epoch, losses = checkpoint.restore(compute, optimizer)
+        if strategy is not None and not optimizer.built:
+            # Built now, mirrored: built lazily inside the compiled epoch it would not be.
+            optimizer.build(compute.trainable_variables)
     if checkpoint is not None:
-        start_epoch, losses = checkpoint.restore(compute, optimizer)
         if start_epoch >= config.epochs:
             log.info("pretraining already complete in checkpoint %s (%d epochs)",
                      checkpoint_dir, start_epoch)
@@ -190,15 +232,40 @@ def pretrain_autoencoder(
     if config.augment_shift and not shift:
         log.warning("pretrain.augment_shift needs 2-D images; training without augmentation")
 
-    @tf.function(jit_compile=use_xla(), reduce_retracing=True)
-    def train_step(batch, step_seed):
-        if shift:
-            batch = random_shift(batch, image_shape, shift, step_seed)
-        with tf.GradientTape() as tape:
-            reconstruction = tf.cast(compute(batch, training=True), tf.float32)
-            loss = tf.reduce_mean(tf.square(batch - reconstruction))
-        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
-        return loss
+    if strategy is None:
+        @tf.function(jit_compile=use_xla(), reduce_retracing=True)
+        def train_step(batch, step_seed):
+            if shift:
+                batch = random_shift(batch, image_shape, shift, step_seed)
+            with tf.GradientTape() as tape:
+                reconstruction = tf.cast(compute(batch, training=True), tf.float32)
+                loss = tf.reduce_mean(tf.square(batch - reconstruction))
+            optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables,
+                                          strict=True))
+            return loss
+    else:
+        # As in Keras, no XLA under tf.distribute: the update is a merge across replicas.
+        def replica_step(batch, step_seed):
+            context = tf.distribute.get_replica_context()
+            replicas = context.num_replicas_in_sync
+            replica = tf.cast(context.replica_id_in_sync_group, tf.int32)
+            share = batch[replica::replicas]  # every replicas-th row of the batch
+            if shift:  # a seed of its own for each replica's share
+                share = random_shift(share, image_shape, shift,
+                                     tf.stack([step_seed[0], step_seed[1] * replicas + replica]))
+            with tf.GradientTape() as tape:
+                reconstruction = tf.cast(compute(share, training=True), tf.float32)
+                # This share's part of the whole batch's mean: the optimizer sums the replicas'
+                # gradients, which makes the gradient of that mean.
+                loss = tf.reduce_sum(tf.square(share - reconstruction)) / tf.cast(
+                    tf.size(batch), tf.float32)
+            optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables,
+                                          strict=True))
+            return loss
+
+        def train_step(batch, step_seed):
+            losses = strategy.run(replica_step, args=(batch, step_seed))
+            return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
 
     data = tf.constant(x)
     n, batch_size = len(x), config.batch_size

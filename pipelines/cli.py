@@ -185,16 +185,37 @@ def _print_summary(summary: dict) -> None:
 def cmd_compile(args: argparse.Namespace) -> int:
     from kfp import compiler
 
-    from pipelines.dag import Placement, build_pipeline
+    from pipelines.dag import build_pipeline
 
-    placement = Placement(**{k: v for k, v in (("image", args.image),
-                                               ("gpu_image", args.gpu_image)) if v})
+    placement = _placement(args)
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(build_pipeline(build_config(args), placement,
                                                model_name=args.model_name), str(output))
-    print(f"compiled {output} (images {placement.image}, {placement.gpu_image})")
+    print(f"compiled {output} ({_describe(placement)})")
     return 0
+
+
+def _placement(args: argparse.Namespace):
+    """The ``Placement`` the options name; what they leave out keeps ``Placement``'s default."""
+    from pipelines.dag import Placement
+
+    given = {"image": args.image, "gpu_image": args.gpu_image, "gpus": args.gpus,
+             "gpu_node_selector": args.gpu_node_selector,
+             "gpu_tolerations": tuple(args.gpu_toleration) if args.gpu_toleration else None,
+             "dec_on_gpu": args.dec_on_gpu or None, "mlflow_secret": args.mlflow_secret,
+             "checkpoint_pvc": args.checkpoint_pvc}
+    return Placement(**{k: v for k, v in given.items() if v is not None})
+
+
+def _describe(placement) -> str:
+    gpu_steps = "pretrain and dec_train" if placement.dec_on_gpu else "pretrain"
+    nodes = "=".join(placement.gpu_node_selector) if placement.gpu_node_selector else "any"
+    checkpoints = (f"PVC {placement.checkpoint_pvc} at {placement.checkpoint_root}"
+                   if placement.checkpoint_pvc else "none (a retry restarts pretraining)")
+    return (f"images {placement.image}, {placement.gpu_image}; {gpu_steps} on "
+            f"{placement.gpus} GPU(s), nodes {nodes}; MLflow Secret {placement.mlflow_secret}; "
+            f"checkpoints {checkpoints}")
 
 
 # -------------------------------------------------------------------------------------- predict
@@ -259,11 +280,10 @@ def _client(args: argparse.Namespace):
 def _compiled_package(args: argparse.Namespace, directory: str) -> tuple[str, dict]:
     from kfp import compiler
 
-    from pipelines.dag import Placement, build_pipeline, pipeline_arguments
+    from pipelines.dag import build_pipeline, pipeline_arguments
 
     config = build_config(args).with_overrides(args.assignments)
-    placement = Placement(**{k: v for k, v in (("image", args.image),
-                                               ("gpu_image", args.gpu_image)) if v})
+    placement = _placement(args)
     path = os.path.join(directory, "dec-pipeline.yaml")
     compiler.Compiler().compile(build_pipeline(config, placement, model_name=args.model_name),
                                 path)
@@ -327,13 +347,74 @@ def _add_kfp_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--existing-token", default=None,
                         help="bearer token (default: $KF_PIPELINES_TOKEN)")
     parser.add_argument("--experiment", default="dec", help="KFP experiment, created if missing")
-    parser.add_argument("--image", help="component image (default: the project's CPU image)")
-    parser.add_argument("--gpu-image", help="pretraining image (default: the GPU image)")
     parser.add_argument("--model-name", default="dec-mnist")
-    parser.add_argument("--mlflow-uri", help="tracking URI the pods use (default: from the "
-                        "cluster's mlflow-credentials secret)")
+    parser.add_argument("--mlflow-uri", help="tracking URI the pods use (default: "
+                        "MLFLOW_TRACKING_URI from the --mlflow-secret Secret)")
+    _add_placement_options(parser)
     parser.add_argument("assignments", nargs="*", metavar="KEY=VALUE",
                         help="configuration overrides, as with --set")
+
+
+def _add_placement_options(parser: argparse.ArgumentParser) -> None:
+    """Where the steps run on the cluster: ``compile``, ``submit`` and ``schedule`` share these."""
+    group = parser.add_argument_group(
+        "placement on the cluster",
+        "Pretraining runs on a GPU node. Each step reads MLFLOW_TRACKING_URI, "
+        "MLFLOW_TRACKING_USERNAME, MLFLOW_TRACKING_PASSWORD and MLFLOW_TRACKING_TOKEN from an "
+        "optional Secret, so no credential is ever written into the package. Without "
+        "--checkpoint-pvc, pretraining writes no checkpoints (checkpoint_root is empty) and a "
+        "retried (e.g. preempted) pretraining pod starts over.")
+    group.add_argument("--image", help="component image (default: the project's CPU image)")
+    group.add_argument("--gpu-image", help="image of the GPU steps (default: the GPU image)")
+    group.add_argument("--gpus", type=_positive_int, metavar="N",
+                       help="GPUs for pretraining; more than one trains with "
+                       "tf.distribute.MirroredStrategy (default: 1)")
+    group.add_argument("--gpu-node-selector", type=_from_dag("parse_node_selector"),
+                       metavar="KEY=VALUE", help="node label the GPU steps require, e.g. "
+                       "cloud.google.com/gke-accelerator=nvidia-h100-80gb")
+    group.add_argument("--gpu-toleration", type=_from_dag("Toleration.parse"), action="append",
+                       metavar="KEY[=VALUE][:EFFECT]",
+                       help="taint the GPU steps tolerate, replacing the default "
+                       "nvidia.com/gpu:NoSchedule (repeatable; without =VALUE any value, "
+                       "without :EFFECT any effect)")
+    group.add_argument("--dec-on-gpu", action="store_true",
+                       help="run DEC training on a GPU node too (one GPU)")
+    group.add_argument("--mlflow-secret", metavar="NAME", type=_from_dag("check_resource_name"),
+                       help="Secret holding the MLflow URI and credentials; it and each of "
+                       "its keys are optional (default: mlflow-credentials)")
+    group.add_argument("--checkpoint-pvc", metavar="NAME", type=_from_dag("check_resource_name"),
+                       help="PersistentVolumeClaim mounted on the pretraining pod at "
+                       "/mnt/dec-checkpoints, which becomes checkpoint_root, so that a retried "
+                       "pod resumes from its last checkpoint (ReadWriteMany, or one run at a "
+                       "time)")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
+def _from_dag(name: str):
+    """A parser from ``pipelines.dag`` as an argparse type, imported only when the option is
+    used (kfp is slow to import); its ``ValueError`` becomes argparse's one error line, which
+    names the option.
+    """
+    def parse(text: str):
+        from pipelines import dag
+
+        owner, _, attribute = name.rpartition(".")
+        function = getattr(getattr(dag, owner) if owner else dag, attribute)
+        try:
+            return function(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return parse
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -363,9 +444,8 @@ def make_parser() -> argparse.ArgumentParser:
     comp = commands.add_parser("compile", help="compile the DAG to a KFP package (YAML)")
     _add_config_options(comp)
     comp.add_argument("--output", required=True, metavar="FILE.yaml")
-    comp.add_argument("--image", help="component image")
-    comp.add_argument("--gpu-image", help="pretraining (GPU) image")
     comp.add_argument("--model-name", default="dec-mnist")
+    _add_placement_options(comp)
     comp.set_defaults(func=cmd_compile)
 
     pred = commands.add_parser("predict", help="cluster images with a registered model")

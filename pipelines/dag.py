@@ -1,10 +1,11 @@
 """The DEC pipeline: six steps wired by typed artifacts, with placement decided here alone.
 
 ``build_pipeline`` returns the KFP pipeline for a configuration (its parameter defaults) and a
-set of images; the same object is compiled for a cluster and run by ``kfp.local``.
+``Placement`` (images, GPU nodes, the MLflow Secret, a checkpoint volume); the same object is
+compiled for a cluster and run by ``kfp.local``, which ignores the Kubernetes settings.
 """
 
-
+import re
 from dataclasses import dataclass
 
 from kfp import dsl, kubernetes
@@ -13,6 +14,7 @@ from kfp.dsl import Artifact
 from components import dec_train, evaluate, ingest, kmeans_init, pretrain, register
 from components.images import CPU_IMAGE, GPU_IMAGE
 from dec_lib.config import RunConfig, preset
+from dec_lib.errors import ConfigError
 from dec_lib.tracking import DEFAULT_EXPERIMENT
 
 PIPELINE_NAME = "dec-pipeline"
@@ -38,14 +40,142 @@ RESOURCES = {
 }
 
 
+CHECKPOINT_MOUNT = "/mnt/dec-checkpoints"
+"""Where ``--checkpoint-pvc`` is mounted on the pretraining pod, and then ``checkpoint_root``."""
+DEFAULT_MLFLOW_SECRET = "mlflow-credentials"
+MLFLOW_SECRET_KEYS = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME",
+                      "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
+"""Keys read from the MLflow Secret, each into the environment variable of the same name."""
+TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+
+_DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_DNS_SUBDOMAIN = re.compile(rf"{_DNS_LABEL}(\.{_DNS_LABEL})*")
+_LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+_LABEL_KEY = re.compile(rf"({_DNS_SUBDOMAIN.pattern}/)?{_LABEL_NAME}")
+_LABEL_VALUE = re.compile(_LABEL_NAME)
+
+
+def _check_label_key(key: str, what: str) -> str:
+    if not _LABEL_KEY.fullmatch(key) or len(key.partition("/")[0]) > 253:
+        raise ValueError(f"{what} {key!r} is not a Kubernetes label key "
+                         "([prefix/]name, e.g. cloud.google.com/gke-accelerator)")
+    return key
+
+
+def _check_label_value(value: str, what: str) -> str:
+    if not _LABEL_VALUE.fullmatch(value):
+        raise ValueError(f"{what} {value!r} is not a Kubernetes label value (at most 63 "
+                         "letters, digits, '-', '_' or '.', starting and ending alphanumeric)")
+    return value
+
+
+def parse_node_selector(text: str) -> tuple[str, str]:
+    """``KEY=VALUE``, e.g. ``cloud.google.com/gke-accelerator=nvidia-h100-80gb``."""
+    key, equals, value = text.partition("=")
+    if not equals:
+        raise ValueError(f"{text!r} is not KEY=VALUE "
+                         "(e.g. cloud.google.com/gke-accelerator=nvidia-h100-80gb)")
+    return _check_label_key(key, "key"), _check_label_value(value, "value")
+
+
+@dataclass(frozen=True)
+class Toleration:
+    """A toleration of a node taint: ``Equal`` when it names a value, else ``Exists``.
+
+    Without an effect it tolerates every effect of taints with that key (Kubernetes' meaning).
+    """
+
+    key: str
+    value: str | None = None
+    effect: str | None = None
+
+    def __post_init__(self):
+        _check_label_key(self.key, "key")
+        if self.value is not None:
+            _check_label_value(self.value, "value")
+        if self.effect is not None and self.effect not in TAINT_EFFECTS:
+            raise ValueError(f"effect {self.effect!r} is not one of {', '.join(TAINT_EFFECTS)}")
+
+    @property
+    def operator(self) -> str:
+        return "Exists" if self.value is None else "Equal"
+
+    @classmethod
+    def parse(cls, text: str) -> "Toleration":
+        """``KEY[=VALUE][:EFFECT]``, e.g. ``nvidia.com/gpu:NoSchedule`` or ``pool=gpu``."""
+        rest, colon, effect = text.rpartition(":") if ":" in text else (text, "", "")
+        key, equals, value = rest.partition("=")
+        if colon and not effect:
+            raise ValueError(f"{text!r} ends in ':' without an effect "
+                             f"({', '.join(TAINT_EFFECTS)})")
+        if equals and not value:
+            raise ValueError(f"{text!r} has '=' without a value (leave out '=' to tolerate "
+                             "any value)")
+        return cls(key, value if equals else None, effect if colon else None)
+
+
+DEFAULT_GPU_TOLERATION = Toleration("nvidia.com/gpu", effect="NoSchedule")
+
+
 @dataclass(frozen=True)
 class Placement:
-    """Images and the GPU node pool the pretraining step is sent to."""
+    """Where the steps run on a cluster: images, the GPU node pool, Secret and volume.
+
+    Pretraining always goes to a GPU node (``gpus`` of them; more than one trains with
+    ``tf.distribute.MirroredStrategy``), DEC training too with ``dec_on_gpu`` (on one GPU: its
+    loop is single-device). ``gpu_tolerations`` replace the default toleration of NVIDIA's
+    taint. Every step reads MLflow's URI and credentials from the optional Secret
+    ``mlflow_secret``. With ``checkpoint_pvc``, pretraining checkpoints go to that volume, so a
+    retried pod resumes; without it a retry starts pretraining over.
+    """
 
     image: str = CPU_IMAGE
     gpu_image: str = GPU_IMAGE
     accelerator: str = "nvidia.com/gpu"
-    gpu_toleration_key: str = "nvidia.com/gpu"
+    gpus: int = 1
+    gpu_node_selector: tuple[str, str] | None = None
+    gpu_tolerations: tuple[Toleration, ...] = (DEFAULT_GPU_TOLERATION,)
+    dec_on_gpu: bool = False
+    mlflow_secret: str = DEFAULT_MLFLOW_SECRET
+    checkpoint_pvc: str | None = None
+
+    def __post_init__(self):
+        if isinstance(self.gpus, bool) or not isinstance(self.gpus, int) or self.gpus < 1:
+            raise ConfigError("gpus", f"must be a whole number of at least 1, got {self.gpus!r}")
+        if self.gpu_node_selector is not None:
+            try:
+                _check_label_key(self.gpu_node_selector[0], "key")
+                _check_label_value(self.gpu_node_selector[1], "value")
+            except ValueError as error:
+                raise ConfigError("gpu_node_selector", str(error)) from None
+        for name in ("mlflow_secret", "checkpoint_pvc"):
+            try:
+                if getattr(self, name) is not None:
+                    check_resource_name(getattr(self, name))
+            except ValueError as error:
+                raise ConfigError(name, str(error)) from None
+
+    @property
+    def checkpoint_root(self) -> str:
+        """The pipeline's default ``checkpoint_root``: the mounted volume, or none."""
+        return CHECKPOINT_MOUNT if self.checkpoint_pvc else ""
+
+
+def check_resource_name(name: str) -> str:
+    """``name`` if it can name a Secret or a PersistentVolumeClaim (a DNS subdomain)."""
+    if len(name) > 253 or not _DNS_SUBDOMAIN.fullmatch(name):
+        raise ValueError(f"{name!r} is not a Kubernetes resource name (lower-case letters, "
+                         "digits, '-' and '.', starting and ending alphanumeric)")
+    return name
+
+
+def _on_gpu(task: dsl.PipelineTask, p: Placement, gpus: int) -> None:
+    task.set_accelerator_type(p.accelerator).set_accelerator_limit(gpus)
+    if p.gpu_node_selector is not None:
+        kubernetes.add_node_selector(task, *p.gpu_node_selector)
+    for toleration in p.gpu_tolerations:
+        kubernetes.add_toleration(task, key=toleration.key, operator=toleration.operator,
+                                  value=toleration.value, effect=toleration.effect)
 
 
 def _place(task: dsl.PipelineTask, step: str, image: str) -> dsl.PipelineTask:
@@ -73,9 +203,9 @@ def build_pipeline(config: "RunConfig | None" = None, placement: "Placement | No
         init: dict = sections["init"],
         dec: dict = sections["dec"],
         model_name: str = model_name,
-        tracking_uri: str = "",
+        tracking_uri: str = "",  # empty: $MLFLOW_TRACKING_URI, from the Secret on a cluster
         experiment: str = DEFAULT_EXPERIMENT,
-        checkpoint_root: str = "",
+        checkpoint_root: str = p.checkpoint_root,
     ) -> Artifact:
         run = {"run_key": dsl.PIPELINE_JOB_NAME_PLACEHOLDER, "tracking_uri": tracking_uri,
                "experiment": experiment}
@@ -85,16 +215,20 @@ def build_pipeline(config: "RunConfig | None" = None, placement: "Placement | No
                                      autoencoder=autoencoder, pretrain=pretrain_config,
                                      seed=seed, checkpoint_root=checkpoint_root, **run),
                             "pretrain", p.gpu_image)
-        trained_ae.set_accelerator_type(p.accelerator).set_accelerator_limit(1)
-        kubernetes.add_toleration(trained_ae, key=p.gpu_toleration_key, operator="Exists",
-                                  effect="NoSchedule")
+        _on_gpu(trained_ae, p, p.gpus)
+        if p.checkpoint_pvc:
+            kubernetes.mount_pvc(trained_ae, pvc_name=p.checkpoint_pvc,
+                                 mount_path=CHECKPOINT_MOUNT)
         centres = _place(kmeans_init(dataset=ingested.outputs["dataset"],
                                      autoencoder=trained_ae.outputs["model"], init=init,
                                      dec=dec, seed=seed, **run), "kmeans_init", p.image)
         clustered = _place(dec_train(dataset=ingested.outputs["dataset"],
                                      autoencoder=trained_ae.outputs["model"],
                                      centres=centres.outputs["centres"], dec=dec, seed=seed,
-                                     **run), "dec_train", p.image)
+                                     **run), "dec_train",
+                           p.gpu_image if p.dec_on_gpu else p.image)
+        if p.dec_on_gpu:
+            _on_gpu(clustered, p, 1)
         scored = _place(evaluate(dataset=ingested.outputs["dataset"],
                                  model=clustered.outputs["model"], **run), "evaluate", p.image)
         registered = _place(register(model=clustered.outputs["model"],
@@ -103,6 +237,11 @@ def build_pipeline(config: "RunConfig | None" = None, placement: "Placement | No
         for task in (ingested, trained_ae, centres, clustered, scored, registered):
             # Every step logs to this run's MLflow run, which a cache hit would skip.
             task.set_caching_options(False)
+            # URI and credentials come from the cluster at run time, never from the package;
+            # optional, so a cluster without the Secret (or an MLflow without auth) works.
+            kubernetes.use_secret_as_env(task, secret_name=p.mlflow_secret,
+                                         secret_key_to_env={k: k for k in MLFLOW_SECRET_KEYS},
+                                         optional=True)
         for task in (trained_ae, clustered):
             task.set_retry(num_retries=2, backoff_duration="60s", backoff_factor=2)
         return registered.outputs["registered"]

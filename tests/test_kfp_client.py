@@ -129,3 +129,50 @@ def test_bad_overrides_are_refused_before_anything_is_sent(kfp_server, capsys):
     assert main(["submit", "--host", host, "pretrain.epochs=many"]) == 1
     assert "pretrain.epochs" in capsys.readouterr().err
     assert _posted(recorder, "/runs") == []
+
+
+def _kubernetes(pipeline_spec, task):
+    spec, platform = pipeline_spec["pipeline_spec"], pipeline_spec["platform_spec"]
+    label = spec["root"]["dag"]["tasks"][task]["componentRef"]["name"].replace("comp-", "exec-")
+    return platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"][label]
+
+
+PLACEMENT = ["--gpus", "4", "--gpu-node-selector", "pool=h100",
+             "--gpu-toleration", "dedicated=gpu:NoSchedule", "--dec-on-gpu",
+             "--mlflow-secret", "team-mlflow", "--checkpoint-pvc", "dec-checkpoints"]
+
+
+@pytest.mark.parametrize("command", [
+    ["submit"], ["schedule", "--cron", "0 0 3 * * *"]])
+def test_placement_options_reach_the_cluster(command, kfp_server, monkeypatch):
+    host, recorder = kfp_server
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "pa55-w0rd-never-sent")
+    assert main([*command, "--host", host, *PLACEMENT]) == 0
+    (sent,) = _posted(recorder, "/runs" if command == ["submit"] else "/recurringruns")
+    pipeline_spec = sent["pipeline_spec"]
+    spec = pipeline_spec["pipeline_spec"]
+    pretrain, dec = (_kubernetes(pipeline_spec, t) for t in ("pretrain", "dec-train"))
+    executors = spec["deploymentSpec"]["executors"]
+    assert executors["exec-pretrain"]["container"]["resources"]["accelerator"][
+        "resourceCount"] == "4"
+    for task in (pretrain, dec):
+        assert task["nodeSelector"] == {"labels": {"pool": "h100"}}
+        assert task["tolerations"] == [{"key": "dedicated", "operator": "Equal", "value": "gpu",
+                                        "effect": "NoSchedule"}]
+    assert pretrain["pvcMount"][0]["mountPath"] == "/mnt/dec-checkpoints"
+    assert (spec["root"]["inputDefinitions"]["parameters"]["checkpoint_root"]["defaultValue"]
+            == "/mnt/dec-checkpoints")
+    # The run's parameters leave checkpoint_root to that default.
+    assert "checkpoint_root" not in sent["runtime_config"].get("parameters", {})
+    for task in ("ingest", "pretrain", "kmeans-init", "dec-train", "evaluate", "register"):
+        (secret,) = _kubernetes(pipeline_spec, task)["secretAsEnv"]
+        assert secret["secretName"] == "team-mlflow" and secret["optional"] is True
+    assert "pa55-w0rd-never-sent" not in json.dumps(sent)
+
+
+def test_a_bad_placement_option_sends_nothing(kfp_server, capsys):
+    host, recorder = kfp_server
+    with pytest.raises(SystemExit):
+        main(["submit", "--host", host, "--gpu-toleration", "nvidia.com/gpu:Sometimes"])
+    assert "argument --gpu-toleration" in capsys.readouterr().err
+    assert recorder.requests == []

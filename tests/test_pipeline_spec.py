@@ -4,8 +4,17 @@ import pytest
 import yaml
 
 from dec_lib.config import preset
+from dec_lib.errors import ConfigError
 from pipelines.cli import main
-from pipelines.dag import RESOURCES, Placement, build_pipeline, pipeline_arguments
+from pipelines.dag import (
+    CHECKPOINT_MOUNT,
+    MLFLOW_SECRET_KEYS,
+    RESOURCES,
+    Placement,
+    Toleration,
+    build_pipeline,
+    pipeline_arguments,
+)
 
 STEPS = ["ingest", "pretrain", "kmeans-init", "dec-train", "evaluate", "register"]
 
@@ -20,9 +29,39 @@ def compiled(tmp_path_factory):
     return docs[0], (docs[1] if len(docs) > 1 else {})
 
 
+# Credentials in the compiling environment, which must not reach the package.
+SECRET_VALUES = {"MLFLOW_TRACKING_USERNAME": "dec-robot",
+                 "MLFLOW_TRACKING_PASSWORD": "pa55-w0rd-never-in-yaml",
+                 "MLFLOW_TRACKING_TOKEN": "t0ken-never-in-yaml"}
+
+
+@pytest.fixture(scope="module")
+def placed(tmp_path_factory):
+    """Compiled with every placement option, with credentials set in the environment."""
+    path = tmp_path_factory.mktemp("placed") / "dec.yaml"
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in SECRET_VALUES.items():
+            env.setenv(name, value)
+        rc = main(["compile", "--output", str(path), "--gpus", "2",
+                   "--gpu-node-selector", "cloud.google.com/gke-accelerator=nvidia-h100-80gb",
+                   "--gpu-toleration", "nvidia.com/gpu=present:NoSchedule",
+                   "--gpu-toleration", "spot", "--dec-on-gpu", "--mlflow-secret", "team-mlflow",
+                   "--checkpoint-pvc", "dec-checkpoints"])
+    assert rc == 0
+    text = path.read_text()
+    docs = list(yaml.safe_load_all(text))
+    return docs[0], docs[1], text
+
+
 def _executor(spec, task):
     label = spec["root"]["dag"]["tasks"][task]["componentRef"]["name"].replace("comp-", "exec-")
     return spec["deploymentSpec"]["executors"][label]["container"]
+
+
+def _kubernetes(spec, platform, task):
+    """The task's Kubernetes settings (node selector, tolerations, secrets, volumes)."""
+    label = spec["root"]["dag"]["tasks"][task]["componentRef"]["name"].replace("comp-", "exec-")
+    return platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"].get(label, {})
 
 
 def test_six_tasks_in_dependency_order(compiled):
@@ -67,14 +106,122 @@ def test_pretraining_goes_to_a_gpu_node(compiled):
     assert container["image"] == "registry.example/dec-gpu:1.2"
     assert container["resources"]["accelerator"]["resourceType"] == "nvidia.com/gpu"
     assert container["resources"]["accelerator"]["resourceCount"] == "1"
-    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    tolerations = k8s[spec["root"]["dag"]["tasks"]["pretrain"]["componentRef"]["name"]
-                      .replace("comp-", "exec-")]["tolerations"]
-    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in tolerations
+    pretrain = _kubernetes(spec, platform, "pretrain")
+    assert pretrain["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert "nodeSelector" not in pretrain  # any node with the GPU taint, unless asked
     for task in STEPS:
         if task != "pretrain":
             assert "accelerator" not in _executor(spec, task).get("resources", {})
             assert _executor(spec, task)["image"] == "registry.example/dec:1.2"
+            assert "tolerations" not in _kubernetes(spec, platform, task)
+
+
+def test_by_default_no_volume_and_no_checkpoints_on_the_cluster(compiled):
+    spec, platform = compiled
+    assert "pvcMount" not in _kubernetes(spec, platform, "pretrain")
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert params["checkpoint_root"].get("defaultValue", "") == ""
+    assert params["tracking_uri"].get("defaultValue", "") == ""  # from the Secret
+
+
+@pytest.mark.parametrize("fixture", ["compiled", "placed"])
+def test_every_step_reads_mlflow_from_an_optional_secret(fixture, request):
+    spec, platform, *_ = request.getfixturevalue(fixture)
+    name = "team-mlflow" if fixture == "placed" else "mlflow-credentials"
+    for task in STEPS:
+        (secret,) = _kubernetes(spec, platform, task)["secretAsEnv"]
+        assert secret["secretName"] == name
+        assert secret["secretNameParameter"]["runtimeValue"]["constant"] == name
+        # kfp-kubernetes marks the Secret optional as a whole; the KFP driver copies it onto
+        # every key's secretKeyRef, so a missing Secret or a missing key leaves that variable
+        # unset (a cluster without auth has no username or password).
+        assert secret["optional"] is True
+        assert {k["secretKey"]: k["envVar"] for k in secret["keyToEnv"]} == {
+            key: key for key in MLFLOW_SECRET_KEYS}
+
+
+def test_no_credential_reaches_the_package(placed):
+    *_, text = placed
+    assert "team-mlflow" in text
+    for value in SECRET_VALUES.values():
+        assert value not in text
+
+
+def test_gpu_options_reach_the_gpu_steps_only(placed):
+    spec, platform, _ = placed
+    pretrain, dec = (_kubernetes(spec, platform, t) for t in ("pretrain", "dec-train"))
+    assert _executor(spec, "pretrain")["resources"]["accelerator"]["resourceCount"] == "2"
+    # DEC training's loop runs on one device: it asks for one GPU.
+    assert _executor(spec, "dec-train")["resources"]["accelerator"]["resourceCount"] == "1"
+    wanted = [{"key": "nvidia.com/gpu", "operator": "Equal", "value": "present",
+               "effect": "NoSchedule"}, {"key": "spot", "operator": "Exists"}]
+    for task in (pretrain, dec):
+        assert task["nodeSelector"] == {
+            "labels": {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"}}
+        assert task["tolerations"] == wanted  # the user's replace the default
+    assert _executor(spec, "dec-train")["image"] == _executor(spec, "pretrain")["image"]
+    for task in ("ingest", "kmeans-init", "evaluate", "register"):
+        settings = _kubernetes(spec, platform, task)
+        assert "nodeSelector" not in settings and "tolerations" not in settings
+        assert "accelerator" not in _executor(spec, task)["resources"]
+
+
+def test_a_checkpoint_volume_survives_a_retried_pretraining_pod(placed):
+    spec, platform, _ = placed
+    (mount,) = _kubernetes(spec, platform, "pretrain")["pvcMount"]
+    assert mount["mountPath"] == CHECKPOINT_MOUNT == "/mnt/dec-checkpoints"
+    assert mount["pvcNameParameter"]["runtimeValue"]["constant"] == "dec-checkpoints"
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert params["checkpoint_root"]["defaultValue"] == CHECKPOINT_MOUNT
+    # Pretraining is the step that is retried, and it reads checkpoint_root.
+    assert spec["root"]["dag"]["tasks"]["pretrain"]["retryPolicy"]["maxRetryCount"] == 2
+    assert (spec["root"]["dag"]["tasks"]["pretrain"]["inputs"]["parameters"]["checkpoint_root"]
+            ["componentInputParameter"] == "checkpoint_root")
+    for task in STEPS:
+        if task != "pretrain":
+            assert "pvcMount" not in _kubernetes(spec, platform, task)
+
+
+@pytest.mark.parametrize("option, value, problem", [
+    ("--gpu-toleration", "nvidia.com/gpu:NoEvict", "effect 'NoEvict'"),
+    ("--gpu-toleration", "nvidia.com/gpu=", "without a value"),
+    ("--gpu-toleration", "nvidia.com/gpu:", "without an effect"),
+    ("--gpu-toleration", "bad key", "label key"),
+    ("--gpu-node-selector", "cloud.google.com/gke-accelerator", "KEY=VALUE"),
+    ("--gpu-node-selector", "pool=has space", "label value"),
+    ("--gpus", "0", "at least 1"),
+    ("--gpus", "two", "at least 1"),
+    ("--mlflow-secret", "MLflow_Creds", "resource name"),
+    ("--checkpoint-pvc", "-pvc", "resource name"),
+])
+def test_a_bad_placement_option_is_one_error_naming_it(option, value, problem, tmp_path,
+                                                        capsys):
+    output = tmp_path / "dec.yaml"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compile", "--output", str(output), f"{option}={value}"])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"argument {option}: " in error and problem in error
+    assert not output.exists()
+
+
+def test_tolerations_parse_key_value_and_effect():
+    assert Toleration.parse("nvidia.com/gpu") == Toleration("nvidia.com/gpu")
+    assert Toleration.parse("nvidia.com/gpu").operator == "Exists"
+    equal = Toleration.parse("dedicated=gpu-pool:NoExecute")
+    assert (equal.key, equal.operator, equal.value, equal.effect) == (
+        "dedicated", "Equal", "gpu-pool", "NoExecute")
+    assert Toleration.parse("spot:PreferNoSchedule").effect == "PreferNoSchedule"
+
+
+def test_placement_refuses_impossible_values():
+    with pytest.raises(ConfigError, match="gpus"):
+        Placement(gpus=0)
+    with pytest.raises(ConfigError, match="checkpoint_pvc"):
+        Placement(checkpoint_pvc="Not A Name")
+    with pytest.raises(ConfigError, match="gpu_node_selector"):
+        Placement(gpu_node_selector=("pool", "not valid!"))
 
 
 def test_every_step_has_requests_and_limits(compiled):
