@@ -13,5 +13,6 @@ def dec_train(dataset: Input[Dataset], autoencoder: Input[Model], centres: Input
     from dec_lib.steps import dec_train as run_dec_train
 
     meta = run_dec_train(dataset.path, autoencoder.path, centres.path, dec, seed, model.path,
-                         TrackingContext(run_key, tracking_uri, experiment))
+                         TrackingContext(run_key, tracking_uri, experiment),
+                         data_unchanged=bool(autoencoder.metadata.get("data_unchanged")))
     model.metadata.update({**meta, "format": "keras", "role": "dec"})

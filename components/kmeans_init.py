@@ -12,6 +12,9 @@ def kmeans_init(dataset: Input[Dataset], autoencoder: Input[Model], init: dict, 
     from dec_lib.steps import TrackingContext
     from dec_lib.steps import kmeans_init as run_kmeans_init
 
+    # ingest and pretrain may be cache hits: their MLflow records travel in the metadata.
+    upstream = {"ingest": dataset.metadata.get("tracking"),
+                "pretrain": autoencoder.metadata.get("tracking")}
     meta = run_kmeans_init(dataset.path, autoencoder.path, init, dec, seed, centres.path,
-                           TrackingContext(run_key, tracking_uri, experiment))
+                           TrackingContext(run_key, tracking_uri, experiment), upstream=upstream)
     centres.metadata.update({**meta, "format": "npz (centres, labels)", "role": "centres"})

@@ -81,6 +81,20 @@ class DECConfig:
 
 
 @dataclass
+class RegistryConfig:
+    warm_start: bool = False
+    """Retraining mode: start from the registered ``champion`` (its encoder and centres) instead
+    of pretraining and initialising; when the data's fingerprint equals the one the champion was
+    trained on, nothing is trained or registered."""
+    promotion_criterion: str = "auto"
+    """How a new version is compared with the champion on the current data: ``acc`` (needs
+    labels), ``silhouette`` (label-free), or ``auto``: acc when the data has labels."""
+    promotion_tolerance: float = 0.005
+    """The new version becomes champion unless its score is lower than the champion's by more
+    than this; otherwise it is registered as challenger."""
+
+
+@dataclass
 class RunConfig:
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
@@ -88,9 +102,10 @@ class RunConfig:
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     init: InitConfig = field(default_factory=InitConfig)
     dec: DECConfig = field(default_factory=DECConfig)
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
 
     SECTIONS: typing.ClassVar[tuple[str, ...]] = (
-        "data", "autoencoder", "pretrain", "init", "dec",
+        "data", "autoencoder", "pretrain", "init", "dec", "registry",
     )
 
     def to_dict(self) -> dict[str, Any]:
@@ -166,6 +181,11 @@ class RunConfig:
             ("dec.warmup_iterations", self.dec.warmup_iterations >= 0, "must be >= 0"),
             ("dec.precision", self.dec.precision in PRECISIONS,
              "must be " + ", ".join(map(repr, PRECISIONS))),
+            ("registry.promotion_criterion",
+             self.registry.promotion_criterion in ("auto", "acc", "silhouette"),
+             "must be 'auto', 'acc' or 'silhouette'"),
+            ("registry.promotion_tolerance", 0 <= self.registry.promotion_tolerance <= 1,
+             "must be in [0, 1]"),
         ]
         for key, ok, problem in checks:
             if not ok:
@@ -199,6 +219,19 @@ def _preset_default() -> RunConfig:
     )
 
 
+def _preset_best() -> RunConfig:
+    """The most accurate preset, at about 1.5 times the default's time.
+
+    ``default`` plus random shifts of up to 2 pixels while pretraining, and 60 epochs instead of
+    40: the autoencoder learns an embedding that does not hinge on exact pixel positions (as in
+    DEC-DA, Guo et al. 2018), which the manifold initialisation then separates better.
+    """
+    config = _preset_default()
+    config.pretrain.epochs = 60
+    config.pretrain.augment_shift = 2
+    return config
+
+
 def _preset_quick() -> RunConfig:
     """A smoke test of the default's code path: a small subset and a few epochs."""
     return RunConfig(
@@ -213,6 +246,7 @@ def _preset_quick() -> RunConfig:
 PRESETS: dict[str, typing.Callable[[], RunConfig]] = {
     "seed": _preset_seed,
     "default": _preset_default,
+    "best": _preset_best,
     "quick": _preset_quick,
 }
 

@@ -93,3 +93,22 @@ def evaluate_clustering(y_true, y_pred) -> ClusteringReport:
         confusion=confusion.tolist(),
         labels=labels,
     )
+
+
+SILHOUETTE_SAMPLE = 5000
+
+
+def sampled_silhouette(embedding: np.ndarray, clusters: np.ndarray,
+                       sample_size: int = SILHOUETTE_SAMPLE, seed: int = 0) -> float:
+    """Silhouette of ``clusters`` in ``embedding`` on a fixed random sample; -1 if < 2 clusters.
+
+    The sample depends only on the number of points and ``seed``, so two models scored on the
+    same data are scored on the same points.
+    """
+    from sklearn.metrics import silhouette_score
+
+    rng = np.random.default_rng(seed)
+    sample = rng.choice(len(embedding), min(len(embedding), sample_size), replace=False)
+    if len(np.unique(clusters[sample])) < 2:
+        return -1.0
+    return float(silhouette_score(embedding[sample], clusters[sample]))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -71,7 +72,14 @@ class DECPyfuncModel(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input, params=None):
         from dec_lib.autoencoder import embed
 
-        x = to_image_batch(model_input, self.n_features)
+        try:
+            x = to_image_batch(model_input, self.n_features)
+        except DataError as error:
+            # An MlflowException keeps our message at the top of the server's 400 answer.
+            from mlflow.exceptions import MlflowException
+            from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+            raise MlflowException(str(error), error_code=INVALID_PARAMETER_VALUE) from error
         q = embed(self.model, x)
         clusters = q.argmax(axis=1)
         return pd.DataFrame({
@@ -115,6 +123,46 @@ class Registration:
     run_id: str
 
 
+def champion_version(model_name: str) -> Any | None:
+    """The registered version that holds the ``champion`` alias, or None."""
+    from mlflow import MlflowClient
+
+    from dec_lib.tracking import with_retries
+
+    def read() -> Any | None:
+        try:
+            return MlflowClient().get_model_version_by_alias(model_name, CHAMPION)
+        except mlflow.exceptions.MlflowException as error:
+            if "not found" in str(error).lower() or "RESOURCE_DOES_NOT_EXIST" in str(
+                    getattr(error, "error_code", "")):
+                return None
+            raise
+
+    return with_retries(read, f"read the champion of {model_name!r}")
+
+
+def download_keras_model(model_name: str, version: str, dst: str | os.PathLike) -> Path:
+    """The .keras file inside registered version ``version``, downloaded under ``dst``."""
+    from dec_lib.tracking import with_retries
+
+    local = Path(with_retries(lambda: mlflow.artifacts.download_artifacts(
+        artifact_uri=f"models:/{model_name}/{version}", dst_path=str(dst)),
+        f"download {model_name} version {version}"))
+    found = sorted(local.rglob("*.keras"))
+    if len(found) != 1:
+        raise DataError(f"models:/{model_name}/{version}",
+                        f"expected one .keras model inside, found {len(found)}")
+    return found[0]
+
+
+Gate = Callable[[Any | None], bool]
+"""gate(current champion version or None) -> whether the new version becomes champion"""
+
+
+def _default_gate(champion: Any | None) -> bool:
+    return champion is None
+
+
 def log_and_register(
     model_path: str | os.PathLike,
     *,
@@ -124,11 +172,14 @@ def log_and_register(
     metrics: dict[str, float],
     run_id: str,
     work_dir: str | os.PathLike,
+    tags: dict[str, str] | None = None,
+    gate: Gate = _default_gate,
 ) -> Registration:
-    """Log the pyfunc into the active run, register a version and set its alias.
+    """Log the pyfunc into the active run, register a version, and alias it by ``gate``.
 
-    The first version of a name becomes ``champion``; later ones arrive as ``challenger``
-    until a promotion gate decides otherwise.
+    The version is registered whatever the gate says, so no trained model is lost; the gate only
+    decides whether it takes the ``champion`` alias or arrives as ``challenger``. Without a gate,
+    the first version of a name becomes champion and later ones challengers.
     """
     from mlflow import MlflowClient
 
@@ -156,20 +207,11 @@ def log_and_register(
     client = MlflowClient()
     version = with_retries(lambda: mlflow.register_model(
         model_info.model_uri, model_name,
-        tags={"mlflow_run_id": run_id, **{k: f"{v:.4f}" for k, v in metrics.items()}},
+        tags={"mlflow_run_id": run_id, **{k: f"{v:.4f}" for k, v in metrics.items()},
+              **(tags or {})},
     ), f"register {model_name!r}")
 
-    def has_champion() -> bool:
-        try:
-            client.get_model_version_by_alias(model_name, CHAMPION)
-            return True
-        except mlflow.exceptions.MlflowException as error:
-            if "not found" in str(error).lower() or "RESOURCE_DOES_NOT_EXIST" in str(
-                    getattr(error, "error_code", "")):
-                return False
-            raise
-
-    alias = CHALLENGER if with_retries(has_champion, "read the champion alias") else CHAMPION
+    alias = CHAMPION if gate(champion_version(model_name)) else CHALLENGER
     with_retries(lambda: client.set_registered_model_alias(model_name, alias, version.version),
                  f"set alias {alias!r}")
     log.info("registered %s version %s as %s", model_name, version.version, alias)

@@ -7,6 +7,7 @@ progress) is here, where it can be tested without Kubeflow.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -66,6 +67,14 @@ class TrackingContext:
         return tracking.step_run(self.run_key, name, tracking_uri=self.tracking_uri or None,
                                  experiment=self.experiment)
 
+    def own(self, step: str, *work: Any) -> TrackingContext:
+        """Without a pipeline run key (a cacheable step), a run of the step's own, keyed by
+        its work: a rerun of the same work logs to the same run."""
+        if self.run_key:
+            return self
+        key = hashlib.sha256(json.dumps(work, sort_keys=True, default=str).encode())
+        return dataclasses.replace(self, run_key=f"{step}-{key.hexdigest()[:16]}")
+
 
 def config_from_sections(seed: int = 0, **sections: dict[str, Any]) -> RunConfig:
     """A validated RunConfig from the sections a step receives; the others keep defaults."""
@@ -92,7 +101,8 @@ def fingerprint(x: np.ndarray) -> str:
 def ingest(data: dict, seed: int, out_path: str, ctx: TrackingContext) -> dict[str, Any]:
     setup_logging()
     config = config_from_sections(seed, data=data)
-    with ctx.step("ingest"):
+    ctx = ctx.own("ingest", data, seed)
+    with ctx.step("ingest") as run:
         _log_section(config, "data")
         dataset = load_dataset(config.data.dataset, n_samples=config.data.n_samples,
                                seed=config.seed)
@@ -112,75 +122,136 @@ def ingest(data: dict, seed: int, out_path: str, ctx: TrackingContext) -> dict[s
         log.info("ingest: %d images of %s from %s (labels: %s)", dataset.n_samples,
                  "x".join(map(str, dataset.image_shape)), dataset.source,
                  "yes" if dataset.y is not None else "no")
-    return meta
+    return {**meta, "tracking": tracking.run_record(run.info.run_id)}
 
 
 # -------------------------------------------------------------------------------------- pretrain
 
 @user_errors_exit
 def pretrain(dataset_path: str, autoencoder: dict, pretrain: dict, seed: int, out_path: str,
-             ctx: TrackingContext, checkpoint_root: str = "") -> dict[str, Any]:
+             ctx: TrackingContext, checkpoint_root: str = "", registry: dict | None = None,
+             model_name: str = "") -> dict[str, Any]:
     setup_logging()
+    config = config_from_sections(seed, autoencoder=autoencoder, pretrain=pretrain,
+                                  registry=registry or {})
+    dataset = read_dataset(dataset_path)
+    # The work, which keys both the resumable checkpoint and (when cached) the MLflow run.
+    work = [fingerprint(dataset.x), autoencoder, pretrain, seed, registry or {}]
+    ctx = ctx.own("pretrain", *work)
+    with ctx.step("pretrain") as run:
+        _log_section(config, "autoencoder", "pretrain", "registry")
+        meta = None
+        if config.registry.warm_start:
+            meta = _warm_start(dataset, model_name, Path(out_path))
+        if meta is None:
+            checkpoint_dir = None
+            if checkpoint_root:
+                key = hashlib.sha256(json.dumps(work[:4], sort_keys=True, default=str)
+                                     .encode()).hexdigest()[:16]
+                checkpoint_dir = Path(checkpoint_root) / f"pretrain-{key}"
+            meta = _pretrain(dataset, config, Path(out_path), checkpoint_dir)
+    return {**meta, "tracking": tracking.run_record(run.info.run_id)}
+
+
+def _pretrain(dataset, config: RunConfig, out: Path, checkpoint_dir: Path | None
+              ) -> dict[str, Any]:
     from dec_lib.autoencoder import build_autoencoder, pretrain_autoencoder
     from dec_lib.model_io import save_model
     from dec_lib.seeding import seed_everything
 
-    config = config_from_sections(seed, autoencoder=autoencoder, pretrain=pretrain)
-    with ctx.step("pretrain"):
-        _log_section(config, "autoencoder", "pretrain")
-        dataset = read_dataset(dataset_path)
-        seed_everything(config.seed)
-        model = build_autoencoder(dataset.n_features, config.autoencoder)
-        checkpoint_dir = None
-        if checkpoint_root:
-            # Keyed by the work, not the run: a rerun of the same work resumes.
-            key = hashlib.sha256(json.dumps(
-                [fingerprint(dataset.x), autoencoder, pretrain, seed], sort_keys=True,
-                default=str).encode()).hexdigest()[:16]
-            checkpoint_dir = Path(checkpoint_root) / f"pretrain-{key}"
-        progress = Progress(config.pretrain.epochs)
+    seed_everything(config.seed)
+    model = build_autoencoder(dataset.n_features, config.autoencoder)
+    progress = Progress(config.pretrain.epochs)
 
-        def on_epoch(epoch: int, epochs: int, loss: float, seconds: float) -> None:
-            tracking.log_metrics({"pretrain.loss": loss, "pretrain.epoch_seconds": seconds},
-                                 step=epoch)
-            log.info("pretrain: epoch %s, loss %.5f, %.1fs/epoch", progress.line(epoch), loss,
-                     seconds)
+    def on_epoch(epoch: int, epochs: int, loss: float, seconds: float) -> None:
+        tracking.log_metrics({"pretrain.loss": loss, "pretrain.epoch_seconds": seconds},
+                             step=epoch)
+        log.info("pretrain: epoch %s, loss %.5f, %.1fs/epoch", progress.line(epoch), loss,
+                 seconds)
 
-        result = pretrain_autoencoder(model, dataset.x, config.pretrain, seed=config.seed,
-                                      image_shape=dataset.image_shape,
-                                      checkpoint_dir=checkpoint_dir, on_epoch=on_epoch)
-        save_model(model, Path(out_path) / "autoencoder.keras")
-        final_loss = result.losses[-1] if result.losses else float("nan")
-        if result.losses:
-            tracking.log_metrics({"pretrain.final_loss": final_loss})
-        tracking.log_metrics({"pretrain.resumed_from_epoch": result.resumed_from_epoch})
+    result = pretrain_autoencoder(model, dataset.x, config.pretrain, seed=config.seed,
+                                  image_shape=dataset.image_shape,
+                                  checkpoint_dir=checkpoint_dir, on_epoch=on_epoch)
+    save_model(model, out / "autoencoder.keras")
+    final_loss = result.losses[-1] if result.losses else float("nan")
+    if result.losses:
+        tracking.log_metrics({"pretrain.final_loss": final_loss})
+    tracking.log_metrics({"pretrain.resumed_from_epoch": result.resumed_from_epoch})
     return {"epochs": config.pretrain.epochs, "final_loss": final_loss,
             "resumed_from_epoch": result.resumed_from_epoch}
+
+
+DATA_FINGERPRINT_TAG = "data.fingerprint"
+
+
+def _warm_start(dataset, model_name: str, out: Path) -> dict[str, Any] | None:
+    """Hand on the champion's DEC model instead of pretraining; None when there is no champion.
+
+    Its encoder is what DEC continues from, and its clustering layer the initial centres
+    (``kmeans_init`` recognises it). When the data equals the champion's (same fingerprint),
+    the later steps train and register nothing.
+    """
+    import tempfile
+
+    from dec_lib.model_io import load_model, save_model
+    from dec_lib.serving import champion_version, download_keras_model
+
+    if not model_name:
+        raise DecError("registry.warm_start needs the registered model's name")
+    champion = champion_version(model_name)
+    if champion is None:
+        log.info("pretrain: no champion of %r yet; pretraining from scratch", model_name)
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        model = load_model(download_keras_model(model_name, champion.version, tmp))
+    if model.input_shape[-1] != dataset.n_features:
+        raise DecError(f"the champion of {model_name!r} (version {champion.version}) takes "
+                       f"{model.input_shape[-1]} pixels per image; this data has "
+                       f"{dataset.n_features}")
+    save_model(model, out / "autoencoder.keras")
+    unchanged = (champion.tags or {}).get(DATA_FINGERPRINT_TAG) == fingerprint(dataset.x)
+    tracking.log_params({"pretrain.warm_start_from": f"{model_name}/{champion.version}"})
+    tracking.log_metrics({"pretrain.data_unchanged": float(unchanged)})
+    log.info("pretrain: warm start from %s version %s%s", model_name, champion.version,
+             "; the data is unchanged, nothing will be trained" if unchanged else "")
+    return {"epochs": 0, "final_loss": float("nan"), "resumed_from_epoch": 0,
+            "warm_start": True, "champion_version": str(champion.version),
+            "data_unchanged": unchanged}
 
 
 # ----------------------------------------------------------------------------------- kmeans_init
 
 @user_errors_exit
 def kmeans_init(dataset_path: str, autoencoder_path: str, init: dict, dec: dict, seed: int,
-                out_path: str, ctx: TrackingContext) -> dict[str, Any]:
+                out_path: str, ctx: TrackingContext,
+                upstream: dict[str, dict] | None = None) -> dict[str, Any]:
+    """``upstream``: the cacheable steps' MLflow records by step name, adopted into this run."""
     setup_logging()
     from sklearn.metrics import normalized_mutual_info_score
 
     from dec_lib.autoencoder import embed, encoder_of
     from dec_lib.metrics import cluster_accuracy
     from dec_lib.model_io import load_model
-    from dec_lib.training import init_centres
+    from dec_lib.training import CLUSTERING_LAYER, init_centres
     from dec_lib.validation import check_n_clusters
 
     config = config_from_sections(seed, init=init, dec=dec)
     with ctx.step("kmeans_init"):
+        for step, record in (upstream or {}).items():
+            tracking.adopt(step, record)
         _log_section(config, "init")
         log.info("kmeans_init: %s on the embedding",
                  "UMAP + Gaussian mixture" if config.init.method == "umap" else "K-Means")
         dataset = read_dataset(dataset_path)
         check_n_clusters(config.dec.n_clusters, dataset.n_samples)
-        embedding = embed(encoder_of(load_model(autoencoder_path)), dataset.x)
-        result = init_centres(embedding, config.dec.n_clusters, config.init, seed=config.seed)
+        model = load_model(autoencoder_path)
+        if CLUSTERING_LAYER in {layer.name for layer in model.layers}:
+            result = _champion_init(model, dataset.x)
+            log.info("kmeans_init: warm start, the champion's %d centres", len(result.centres))
+        else:
+            embedding = embed(encoder_of(model), dataset.x)
+            result = init_centres(embedding, config.dec.n_clusters, config.init,
+                                  seed=config.seed)
         write_init(out_path, result.centres, result.labels)
         metrics = {"kmeans_init.inertia": result.inertia}
         if dataset.y is not None:  # reported for comparison only; never fed back
@@ -193,6 +264,22 @@ def kmeans_init(dataset_path: str, autoencoder_path: str, init: dict, dec: dict,
                                          for k, v in metrics.items() if "inertia" not in k))
     return {"n_clusters": config.dec.n_clusters, **{k.split(".")[1]: v
                                                      for k, v in metrics.items()}}
+
+
+def _champion_init(model, x: np.ndarray):
+    """A warm start's initialisation: the champion's centres and its assignment of ``x``."""
+    import time
+
+    from dec_lib.autoencoder import embed, encoder_of
+    from dec_lib.training import CLUSTERING_LAYER, InitResult
+
+    started = time.perf_counter()
+    centres = model.get_layer(CLUSTERING_LAYER).get_weights()[0]
+    embedding = embed(encoder_of(model), x)
+    labels = embed(model, x).argmax(axis=1)
+    inertia = float(((embedding - centres[labels]) ** 2).sum())
+    return InitResult(centres=centres, labels=labels.astype(np.int64), inertia=inertia,
+                      seconds=time.perf_counter() - started)
 
 
 def write_init(path: str, centres: np.ndarray, labels: np.ndarray) -> None:
@@ -212,7 +299,8 @@ def read_init(path: str) -> tuple[np.ndarray, np.ndarray]:
 
 @user_errors_exit
 def dec_train(dataset_path: str, autoencoder_path: str, centres_path: str, dec: dict,
-              seed: int, out_path: str, ctx: TrackingContext) -> dict[str, Any]:
+              seed: int, out_path: str, ctx: TrackingContext,
+              data_unchanged: bool = False) -> dict[str, Any]:
     setup_logging()
     from dec_lib.autoencoder import encoder_of
     from dec_lib.metrics import cluster_accuracy
@@ -221,6 +309,8 @@ def dec_train(dataset_path: str, autoencoder_path: str, centres_path: str, dec: 
     from dec_lib.training import build_dec_model, train_dec
 
     config = config_from_sections(seed, dec=dec)
+    if data_unchanged:  # a warm start on the champion's own data: keep the champion as it is
+        config = config.with_overrides({"dec.maxiter": 0})
     with ctx.step("dec_train"):
         _log_section(config, "dec")
         dataset = read_dataset(dataset_path)
@@ -249,7 +339,8 @@ def dec_train(dataset_path: str, autoencoder_path: str, centres_path: str, dec: 
                               "dec_train.converged": float(result.converged)})
         log.info("dec_train: %s after %d iterations",
                  "converged" if result.converged else "stopped at maxiter", result.iterations)
-    return {"iterations": result.iterations, "converged": result.converged}
+    return {"iterations": result.iterations, "converged": result.converged,
+            "data_unchanged": data_unchanged}
 
 
 # -------------------------------------------------------------------------------------- evaluate
@@ -267,10 +358,8 @@ class Evaluation:
 def evaluate(dataset_path: str, model_path: str, report_path: str,
              ctx: TrackingContext) -> Evaluation:
     setup_logging()
-    from sklearn.metrics import silhouette_score
-
     from dec_lib.autoencoder import embed
-    from dec_lib.metrics import evaluate_clustering
+    from dec_lib.metrics import evaluate_clustering, sampled_silhouette
     from dec_lib.model_io import load_model
     from dec_lib.training import CLUSTERING_LAYER
 
@@ -290,9 +379,7 @@ def evaluate(dataset_path: str, model_path: str, report_path: str,
             "n_empty_clusters": float(np.sum(sizes == 0)),
         }
         if len(np.unique(clusters)) > 1:
-            sample = np.random.default_rng(0).choice(len(embedding),
-                                                     min(len(embedding), 5000), replace=False)
-            metrics["silhouette"] = float(silhouette_score(embedding[sample], clusters[sample]))
+            metrics["silhouette"] = sampled_silhouette(embedding, clusters)
         confusion = labels = None
         mapping: dict[int, int] = {}
         if dataset.y is not None:
@@ -307,6 +394,7 @@ def evaluate(dataset_path: str, model_path: str, report_path: str,
             "mapping": {str(k): v for k, v in mapping.items()},
             "cluster_sizes": evaluation.cluster_sizes,
             "image_shape": list(dataset.image_shape),
+            "fingerprint": fingerprint(dataset.x),
         }, indent=2))
         tracking.log_metrics({f"cluster_size.{i}": s for i, s in enumerate(sizes)})
         log.info("evaluate: %s", ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
@@ -317,12 +405,34 @@ def evaluate(dataset_path: str, model_path: str, report_path: str,
 
 @user_errors_exit
 def register(model_path: str, report_path: str, model_name: str, work_dir: str,
-             ctx: TrackingContext) -> dict[str, Any]:
-    setup_logging()
-    from dec_lib.serving import log_and_register
+             ctx: TrackingContext, dataset_path: str = "", registry: dict | None = None,
+             data_unchanged: bool = False) -> dict[str, Any]:
+    """Register the model and let the champion gate alias it (see ``dec_lib.promotion``).
 
+    With ``dataset_path`` the candidate and the current champion are scored on that data; without
+    it the first version becomes champion and later ones challengers.
+    """
+    setup_logging()
+    import mlflow
+
+    from dec_lib.serving import CHAMPION, champion_version, log_and_register
+
+    config = config_from_sections(0, registry=registry or {})
     report = json.loads(Path(report_path).read_text())
+    result = {"tracking_uri": tracking.resolve_tracking_uri(ctx.tracking_uri or None),
+              "model_name": model_name}
     with ctx.step("register") as run:
+        result["mlflow_run_id"] = run.info.run_id
+        tracking.log_params({"register.model_name": model_name})
+        if data_unchanged:
+            champion = champion_version(model_name)
+            reason = f"data unchanged since champion version {champion.version}; nothing trained"
+            mlflow.set_tags({"gate.decision": "skipped", "gate.reason": reason})
+            log.info("register: %s", reason)
+            return {**result, "model_version": str(champion.version), "alias": CHAMPION,
+                    "model_uri": f"models:/{model_name}@{CHAMPION}", "decision": "skipped",
+                    "reason": reason}
+        gate, decisions = _promotion_gate(model_path, dataset_path, model_name, config)
         registration = log_and_register(
             model_path,
             mapping={int(k): int(v) for k, v in report["mapping"].items()},
@@ -331,17 +441,54 @@ def register(model_path: str, report_path: str, model_name: str, work_dir: str,
             metrics={k: v for k, v in report["metrics"].items() if k in ("acc", "nmi", "ari")},
             run_id=run.info.run_id,
             work_dir=work_dir,
+            tags={DATA_FINGERPRINT_TAG: report.get("fingerprint", "")},
+            **({"gate": gate} if gate else {}),
         )
-        tracking.log_params({"register.model_name": model_name})
-        import mlflow
-
         mlflow.set_tags({"registered.version": registration.version,
                          "registered.alias": registration.alias})
-    return {
-        "model_name": registration.model_name,
-        "model_version": registration.version,
-        "alias": registration.alias,
-        "model_uri": registration.model_uri,
-        "mlflow_run_id": registration.run_id,
-        "tracking_uri": tracking.resolve_tracking_uri(ctx.tracking_uri or None),
-    }
+        result.update(model_version=registration.version, alias=registration.alias,
+                      model_uri=registration.model_uri,
+                      decision="promoted" if registration.alias == CHAMPION else "challenger")
+        if decisions:
+            decision = decisions[-1]
+            tracking.log_metrics(decision.metrics())
+            mlflow.set_tags({"gate.decision": result["decision"], "gate.reason": decision.reason,
+                             "gate.criterion": decision.criterion,
+                             "gate.champion_version": decision.champion_version or "none"})
+            result.update(reason=decision.reason, criterion=decision.criterion,
+                          candidate_score=decision.candidate,
+                          champion_score=decision.champion,
+                          champion_version=decision.champion_version)
+            log.info("register: version %s is %s: %s", registration.version,
+                     registration.alias, decision.reason)
+    return result
+
+
+def _promotion_gate(model_path: str, dataset_path: str, model_name: str, config: RunConfig):
+    """A gate for ``log_and_register`` that scores both models on the data, and its decisions."""
+    if not dataset_path:
+        return None, []
+    import tempfile
+
+    from dec_lib.model_io import load_model
+    from dec_lib.promotion import criterion_for, decide, score_model
+    from dec_lib.serving import download_keras_model
+
+    dataset = read_dataset(dataset_path)
+    criterion = criterion_for(config.registry.promotion_criterion, dataset.y is not None)
+    candidate = score_model(load_model(model_path), dataset.x, dataset.y, criterion)
+    decisions = []
+
+    def gate(champion) -> bool:
+        score = None
+        if champion is not None:
+            with tempfile.TemporaryDirectory() as tmp:
+                model = load_model(download_keras_model(model_name, champion.version, tmp))
+            score = score_model(model, dataset.x, dataset.y, criterion)
+        decisions.append(decide(candidate, score, criterion=criterion,
+                                tolerance=config.registry.promotion_tolerance,
+                                champion_version=None if champion is None
+                                else str(champion.version)))
+        return decisions[-1].promote
+
+    return gate, decisions

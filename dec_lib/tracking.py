@@ -175,3 +175,33 @@ def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
 
 def _param_value(value: Any) -> str:
     return "none" if value is None else str(value)
+
+
+def run_record(run_id: str) -> dict[str, Any]:
+    """A step run's parameters and latest metrics, to hand on in an artifact's metadata."""
+    import mlflow
+
+    run = with_retries(lambda: mlflow.MlflowClient().get_run(run_id), f"read run {run_id}")
+    return {"mlflow_run_id": run_id, "params": dict(run.data.params),
+            "metrics": dict(run.data.metrics)}
+
+
+def adopt(step: str, record: dict[str, Any] | None) -> None:
+    """Copy a cacheable step's record (``run_record``) into the active pipeline run.
+
+    Cacheable steps log to a run of their own, keyed by their work, because a cache hit runs
+    nothing; the first uncached step adopts their records, so the pipeline's run shows every
+    step's parameters, times and results either way and links to the step's own run.
+    """
+    import mlflow
+
+    active = mlflow.active_run()
+    if not record or (active is not None and record["mlflow_run_id"] == active.info.run_id):
+        return
+    existing = active.data.params if active is not None else {}
+    params = {k: v for k, v in record.get("params", {}).items() if k not in existing}
+    if params:
+        log_params(params)
+    log_metrics(record.get("metrics", {}))
+    with_retries(lambda: mlflow.set_tag(f"{step}.mlflow_run_id", record["mlflow_run_id"]),
+                 "tag the adopted step")

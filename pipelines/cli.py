@@ -62,7 +62,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     local.init(runner=local.SubprocessRunner(use_venv=False),
                pipeline_root=str(work_dir / "kfp-outputs"), raise_on_error=False)
-    pipeline = build_pipeline(config, model_name=args.model_name)
+    # kfp.local does not cache, and every step logs straight into the run's MLflow run.
+    pipeline = build_pipeline(config, model_name=args.model_name, cache=False)
     log_path = work_dir / "logs" / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
     started = time.perf_counter()
     with warnings.catch_warnings(), StepOutput(log_path, show_all=args.verbose) as output:
@@ -151,6 +152,9 @@ def _summary(registered: dict, config: RunConfig, wall: float) -> dict:
         "model_uri": registered["model_uri"],
         "mlflow_run_id": registered["mlflow_run_id"],
         "tracking_uri": registered["tracking_uri"],
+        "promotion": {k: registered.get(k) for k in (
+            "decision", "reason", "criterion", "candidate_score", "champion_score",
+            "champion_version")},
         "seed": config.seed,
         "wall_seconds": round(wall, 2),
         "phase_seconds": {p: round(metrics.get(f"phase_seconds.{p}", float("nan")), 2)
@@ -173,6 +177,8 @@ def _print_summary(summary: dict) -> None:
         f"{fmt(summary['ari'])}",
         f"  model           {summary['model_name']} version {summary['model_version']} "
         f"(alias {summary['alias']}): {summary['model_uri']}",
+        f"  promotion       {summary['promotion']['decision']}: "
+        f"{summary['promotion']['reason']}",
         f"  MLflow          run {summary['mlflow_run_id']} at {summary['tracking_uri']}",
         f"  time            {format_duration(summary['wall_seconds'])} in all: "
         + ", ".join(f"{p} {format_duration(s)}" for p, s in summary["phase_seconds"].items()),
@@ -190,7 +196,10 @@ def cmd_compile(args: argparse.Namespace) -> int:
     placement = _placement(args)
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(build_pipeline(build_config(args), placement,
+    config = build_config(args)
+    if args.retrain:
+        config = config.with_overrides({"registry.warm_start": True})
+    compiler.Compiler().compile(build_pipeline(config, placement, cache=args.cache,
                                                model_name=args.model_name), str(output))
     print(f"compiled {output} ({_describe(placement)})")
     return 0
@@ -283,10 +292,14 @@ def _compiled_package(args: argparse.Namespace, directory: str) -> tuple[str, di
     from pipelines.dag import build_pipeline, pipeline_arguments
 
     config = build_config(args).with_overrides(args.assignments)
+    if args.retrain:
+        config = config.with_overrides({"registry.warm_start": True})
     placement = _placement(args)
     path = os.path.join(directory, "dec-pipeline.yaml")
-    compiler.Compiler().compile(build_pipeline(config, placement, model_name=args.model_name),
-                                path)
+    # Recurring runs read data that changes under the same path: never serve it from a cache.
+    cache = args.cache and args.command != "schedule"
+    compiler.Compiler().compile(build_pipeline(config, placement, model_name=args.model_name,
+                                               cache=cache), path)
     arguments = pipeline_arguments(config, model_name=args.model_name)
     if args.mlflow_uri:
         arguments["tracking_uri"] = args.mlflow_uri
@@ -338,6 +351,20 @@ def _add_config_options(parser: argparse.ArgumentParser, data: bool = True) -> N
     parser.add_argument("--seed", type=int, help="random seed for every step")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
                         help="override one setting, e.g. --set pretrain.epochs=50 (repeatable)")
+
+
+def _add_mode_options(parser: argparse.ArgumentParser, schedule: bool = False) -> None:
+    parser.add_argument("--retrain", action="store_true",
+                        help="retraining mode (registry.warm_start=true): start from the "
+                        "registered champion instead of pretraining; train and register "
+                        "nothing when the data is unchanged; promote only past the gate")
+    if not schedule:
+        parser.add_argument("--no-cache", dest="cache", action="store_false",
+                            help="do not let ingest and pretraining reuse cached outputs "
+                            "(they are cacheable by their inputs; a changed file under the "
+                            "same path is not seen by a cached ingest)")
+    else:
+        parser.set_defaults(cache=False)
 
 
 def _add_kfp_options(parser: argparse.ArgumentParser) -> None:
@@ -445,6 +472,7 @@ def make_parser() -> argparse.ArgumentParser:
     _add_config_options(comp)
     comp.add_argument("--output", required=True, metavar="FILE.yaml")
     comp.add_argument("--model-name", default="dec-mnist")
+    _add_mode_options(comp)
     _add_placement_options(comp)
     comp.set_defaults(func=cmd_compile)
 
@@ -461,6 +489,7 @@ def make_parser() -> argparse.ArgumentParser:
     _add_config_options(sub, data=False)
     _add_kfp_options(sub)
     sub.add_argument("--run-name", default=None)
+    _add_mode_options(sub)
     sub.set_defaults(func=cmd_submit)
 
     sched = commands.add_parser("schedule", help="create a recurring run (retraining)")
@@ -469,6 +498,7 @@ def make_parser() -> argparse.ArgumentParser:
     sched.add_argument("--cron", required=True,
                        help="KFP's six-field cron, e.g. '0 0 3 * * *' (03:00 daily)")
     sched.add_argument("--job-name", default="dec-retrain")
+    _add_mode_options(sched, schedule=True)
     sched.set_defaults(func=cmd_schedule)
 
     conf = commands.add_parser("config", help="inspect the configuration")

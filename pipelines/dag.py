@@ -186,8 +186,17 @@ def _place(task: dsl.PipelineTask, step: str, image: str) -> dsl.PipelineTask:
 
 
 def build_pipeline(config: "RunConfig | None" = None, placement: "Placement | None" = None,
-                   model_name: str = DEFAULT_MODEL_NAME):
-    """The pipeline whose parameter defaults are ``config`` (the ``default`` preset if None)."""
+                   model_name: str = DEFAULT_MODEL_NAME, cache: bool = True):
+    """The pipeline whose parameter defaults are ``config`` (the ``default`` preset if None).
+
+    With ``cache``, ingest and pretraining are cacheable by their inputs: a rerun with the same
+    data settings and pretraining configuration reuses their outputs. They then log to MLflow
+    runs of their own (a cache hit runs nothing), which ``kmeans_init`` adopts into the
+    pipeline's run. A cached ingest does not see a file that changed under the same path, so
+    scheduled retraining compiles with ``cache=False``; a warm start (``registry.warm_start``)
+    depends on the registry, so its pretraining is never cached. Nothing else is cached: every
+    later step logs to the pipeline's MLflow run, and registration must always happen.
+    """
     c = config or preset("default")
     p = placement or Placement()
     sections = _sections(c)
@@ -202,6 +211,7 @@ def build_pipeline(config: "RunConfig | None" = None, placement: "Placement | No
         pretrain_config: dict = sections["pretrain"],
         init: dict = sections["init"],
         dec: dict = sections["dec"],
+        registry: dict = sections["registry"],
         model_name: str = model_name,
         tracking_uri: str = "",  # empty: $MLFLOW_TRACKING_URI, from the Secret on a cluster
         experiment: str = DEFAULT_EXPERIMENT,
@@ -210,10 +220,17 @@ def build_pipeline(config: "RunConfig | None" = None, placement: "Placement | No
         run = {"run_key": dsl.PIPELINE_JOB_NAME_PLACEHOLDER, "tracking_uri": tracking_uri,
                "experiment": experiment}
 
-        ingested = _place(ingest(data=data, seed=seed, **run), "ingest", p.image)
+        cache_pretrain = cache and not c.registry.warm_start
+        # A cacheable step gets no run key: a key unique to the run would defeat the cache.
+        ingested = _place(ingest(data=data, seed=seed, **{**run, "run_key": "" if cache
+                                                          else run["run_key"]}),
+                          "ingest", p.image)
         trained_ae = _place(pretrain(dataset=ingested.outputs["dataset"],
                                      autoencoder=autoencoder, pretrain=pretrain_config,
-                                     seed=seed, checkpoint_root=checkpoint_root, **run),
+                                     seed=seed, checkpoint_root=checkpoint_root,
+                                     registry=registry, model_name=model_name,
+                                     **{**run, "run_key": "" if cache_pretrain
+                                        else run["run_key"]}),
                             "pretrain", p.gpu_image)
         _on_gpu(trained_ae, p, p.gpus)
         if p.checkpoint_pvc:
@@ -231,12 +248,15 @@ def build_pipeline(config: "RunConfig | None" = None, placement: "Placement | No
             _on_gpu(clustered, p, 1)
         scored = _place(evaluate(dataset=ingested.outputs["dataset"],
                                  model=clustered.outputs["model"], **run), "evaluate", p.image)
-        registered = _place(register(model=clustered.outputs["model"],
+        registered = _place(register(dataset=ingested.outputs["dataset"],
+                                     model=clustered.outputs["model"],
                                      report=scored.outputs["report"], model_name=model_name,
-                                     **run), "register", p.image)
-        for task in (ingested, trained_ae, centres, clustered, scored, registered):
-            # Every step logs to this run's MLflow run, which a cache hit would skip.
+                                     registry=registry, **run), "register", p.image)
+        ingested.set_caching_options(cache)
+        trained_ae.set_caching_options(cache_pretrain)
+        for task in (centres, clustered, scored, registered):
             task.set_caching_options(False)
+        for task in (ingested, trained_ae, centres, clustered, scored, registered):
             # URI and credentials come from the cluster at run time, never from the package;
             # optional, so a cluster without the Secret (or an MLflow without auth) works.
             kubernetes.use_secret_as_env(task, secret_name=p.mlflow_secret,
@@ -259,6 +279,7 @@ def pipeline_arguments(config: RunConfig, **extra) -> dict:
         "pretrain_config": sections["pretrain"],
         "init": sections["init"],
         "dec": sections["dec"],
+        "registry": sections["registry"],
         **extra,
     }
 

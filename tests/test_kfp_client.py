@@ -176,3 +176,12 @@ def test_a_bad_placement_option_sends_nothing(kfp_server, capsys):
         main(["submit", "--host", host, "--gpu-toleration", "nvidia.com/gpu:Sometimes"])
     assert "argument --gpu-toleration" in capsys.readouterr().err
     assert recorder.requests == []
+
+
+def test_scheduled_retraining_warm_starts_and_never_reads_a_cache(kfp_server):
+    host, recorder = kfp_server
+    assert main(["schedule", "--host", host, "--cron", "0 0 3 * * *", "--retrain"]) == 0
+    (sent,) = _posted(recorder, "/recurringruns")
+    assert sent["runtime_config"]["parameters"]["registry"]["warm_start"] is True
+    tasks = sent["pipeline_spec"]["pipeline_spec"]["root"]["dag"]["tasks"]
+    assert not any(task.get("cachingOptions", {}).get("enableCache") for task in tasks.values())

@@ -74,7 +74,7 @@ def test_six_tasks_in_dependency_order(compiled):
     assert deps["kmeans-init"] == {"ingest", "pretrain"}
     assert deps["dec-train"] == {"ingest", "pretrain", "kmeans-init"}
     assert deps["evaluate"] == {"ingest", "dec-train"}
-    assert deps["register"] == {"dec-train", "evaluate"}
+    assert deps["register"] == {"ingest", "dec-train", "evaluate"}  # the gate scores on data
 
 
 def test_artifacts_flow_between_steps(compiled):
@@ -255,3 +255,36 @@ def test_parameters_default_to_the_configuration(tmp_path):
     args = pipeline_arguments(config)
     assert args["pretrain_config"]["epochs"] == 3 and args["seed"] == 7
     assert "n_samples" not in pipeline_arguments(preset("default"))["data"]  # None is absent
+
+
+def _caching(spec) -> dict[str, bool]:
+    tasks = spec["root"]["dag"]["tasks"]
+    return {name: bool(task.get("cachingOptions", {}).get("enableCache")) for name, task in
+            tasks.items()}
+
+
+def test_ingest_and_pretraining_are_cacheable_and_nothing_else(compiled):
+    spec, _ = compiled
+    assert _caching(spec) == {"ingest": True, "pretrain": True, "kmeans-init": False,
+                              "dec-train": False, "evaluate": False, "register": False}
+    # A cacheable step must not take the run's unique job name: it would defeat the cache.
+    for task in ("ingest", "pretrain"):
+        run_key = spec["root"]["dag"]["tasks"][task]["inputs"]["parameters"]["run_key"]
+        assert run_key == {"runtimeValue": {"constant": ""}}
+    key = spec["root"]["dag"]["tasks"]["register"]["inputs"]["parameters"]["run_key"]
+    assert "pipeline_job_name" in str(key)
+
+
+@pytest.mark.parametrize(("options", "ingest", "pretrain"), [
+    (["--no-cache"], False, False),
+    (["--retrain"], True, False),  # a warm start reads the registry: never from a cache
+])
+def test_caching_follows_the_mode(tmp_path, options, ingest, pretrain):
+    path = tmp_path / "dec.yaml"
+    assert main(["compile", "--output", str(path), *options]) == 0
+    spec = yaml.safe_load_all(path.read_text()).__next__()
+    caching = _caching(spec)
+    assert (caching["ingest"], caching["pretrain"]) == (ingest, pretrain)
+    assert not caching["register"]
+    registry = spec["root"]["inputDefinitions"]["parameters"]["registry"]["defaultValue"]
+    assert registry["warm_start"] is ("--retrain" in options)

@@ -59,12 +59,12 @@ def test_auto_follows_the_cpu_flags(monkeypatch):
         assert precision.resolve_precision("auto") == expected
     precision.resolve_precision.cache_clear()
     assert precision.resolve_precision("float32") == "float32"
-    with pytest.raises(ValueError, match="precision must be one of"):
+    with pytest.raises(ValueError, match=r"precision must be one of"):
         precision.resolve_precision("float16")
 
 
 def test_unknown_precision_is_a_config_error_naming_the_key():
-    with pytest.raises(ConfigError, match="dec.precision"):
+    with pytest.raises(ConfigError, match=r"dec\.precision"):
         RunConfig().with_overrides(["dec.precision=fp8"])
 
 

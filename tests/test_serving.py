@@ -176,6 +176,10 @@ def test_pyfunc_gives_the_same_answer_for_every_accepted_layout(pyfunc, mnist_su
 
 
 def test_pyfunc_refuses_bad_images(pyfunc):
+    from mlflow.exceptions import MlflowException
+
     wrapper, _ = pyfunc
-    with pytest.raises(DataError, match="784 pixels"):
+    with pytest.raises(MlflowException, match="784 pixels") as raised:
         wrapper.predict(None, np.zeros((1, 10, 10), np.uint8))
+    assert raised.value.error_code == "INVALID_PARAMETER_VALUE"  # a 400 when served
+    assert isinstance(raised.value.__cause__, DataError)

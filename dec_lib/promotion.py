@@ -1,0 +1,92 @@
+"""The champion gate: does a newly trained version replace the registered champion?
+
+Both models are scored on the same, current data at registration time, never a stored figure
+against a fresh one: the data may have drifted since the champion was trained, and what matters
+is which model clusters today's data better.
+
+With labels the score is ACC. Without labels it is the silhouette of each model's clusters in
+its own embedding, on the same sample of points: DEC trains for compact, well-separated clusters
+in its embedding, the silhouette measures exactly that, and it is scale-free, so two embeddings
+can be compared. It cannot tell a semantically wrong partition from a right one; a model that
+leaves clusters empty is therefore never promoted without labels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+
+from dec_lib.autoencoder import embed
+from dec_lib.metrics import cluster_accuracy, sampled_silhouette
+
+CRITERIA = ("acc", "silhouette")
+
+
+def criterion_for(setting: str, has_labels: bool) -> str:
+    from dec_lib.errors import ConfigError
+
+    if setting == "auto":
+        return "acc" if has_labels else "silhouette"
+    if setting == "acc" and not has_labels:
+        raise ConfigError("registry.promotion_criterion",
+                          "'acc' needs labels, and this data set has none; use 'silhouette'")
+    return setting
+
+
+@dataclass
+class Score:
+    value: float
+    empty_clusters: int
+
+
+def score_model(model: keras.Model, x: np.ndarray, y: np.ndarray | None,
+                criterion: str) -> Score:
+    """``model`` is a DEC model (encoder + clustering layer) as saved by the pipeline."""
+    from dec_lib.training import CLUSTERING_LAYER
+
+    q = embed(model, x)
+    clusters = q.argmax(axis=1)
+    empty = int(q.shape[1] - len(np.unique(clusters)))
+    if criterion == "acc":
+        return Score(cluster_accuracy(y, clusters), empty)
+    encoder = keras.Model(model.input, model.get_layer(CLUSTERING_LAYER).input)
+    return Score(sampled_silhouette(embed(encoder, x), clusters), empty)
+
+
+@dataclass
+class Decision:
+    promote: bool
+    criterion: str
+    candidate: float
+    champion: float | None
+    """None: there was no champion."""
+    champion_version: str | None
+    tolerance: float
+    reason: str
+
+    def metrics(self) -> dict[str, float]:
+        out = {"gate.candidate": self.candidate, "gate.promoted": float(self.promote)}
+        if self.champion is not None:
+            out["gate.champion"] = self.champion
+        return out
+
+
+def decide(candidate: Score, champion: Score | None, *, criterion: str, tolerance: float,
+           champion_version: str | None = None) -> Decision:
+    def decision(promote: bool, reason: str) -> Decision:
+        return Decision(promote=promote, criterion=criterion, candidate=candidate.value,
+                        champion=None if champion is None else champion.value,
+                        champion_version=champion_version, tolerance=tolerance, reason=reason)
+
+    if champion is None:
+        return decision(True, "no champion yet")
+    if criterion == "silhouette" and candidate.empty_clusters > champion.empty_clusters:
+        return decision(False, f"{candidate.empty_clusters} empty clusters against the "
+                               f"champion's {champion.empty_clusters}")
+    if candidate.value >= champion.value - tolerance:
+        return decision(True, f"{criterion} {candidate.value:.4f} against the champion's "
+                              f"{champion.value:.4f} (tolerance {tolerance})")
+    return decision(False, f"{criterion} {candidate.value:.4f} is more than {tolerance} below "
+                           f"the champion's {champion.value:.4f}")
