@@ -87,6 +87,12 @@ def _log_section(config: RunConfig, *sections: str) -> None:
                          if k.split(".")[0] in sections or k == "seed"})
 
 
+def finite(meta: dict[str, Any]) -> dict[str, Any]:
+    """``meta`` with NaN and infinities as None: KFP artifact metadata refuses them."""
+    return {k: None if isinstance(v, float) and not np.isfinite(v) else v
+            for k, v in meta.items()}
+
+
 def fingerprint(x: np.ndarray) -> str:
     """Content hash of the images: equal data, equal fingerprint, whatever file it came from."""
     digest = hashlib.sha256()
@@ -150,7 +156,7 @@ def pretrain(dataset_path: str, autoencoder: dict, pretrain: dict, seed: int, ou
                                      .encode()).hexdigest()[:16]
                 checkpoint_dir = Path(checkpoint_root) / f"pretrain-{key}"
             meta = _pretrain(dataset, config, Path(out_path), checkpoint_dir)
-    return {**meta, "tracking": tracking.run_record(run.info.run_id)}
+    return {**finite(meta), "tracking": tracking.run_record(run.info.run_id)}
 
 
 def _pretrain(dataset, config: RunConfig, out: Path, checkpoint_dir: Path | None
@@ -214,7 +220,7 @@ def _warm_start(dataset, model_name: str, out: Path) -> dict[str, Any] | None:
     tracking.log_metrics({"pretrain.data_unchanged": float(unchanged)})
     log.info("pretrain: warm start from %s version %s%s", model_name, champion.version,
              "; the data is unchanged, nothing will be trained" if unchanged else "")
-    return {"epochs": 0, "final_loss": float("nan"), "resumed_from_epoch": 0,
+    return {"epochs": 0, "final_loss": None, "resumed_from_epoch": 0,
             "warm_start": True, "champion_version": str(champion.version),
             "data_unchanged": unchanged}
 

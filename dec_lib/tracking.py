@@ -9,6 +9,7 @@ find it by the tag.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -182,8 +183,9 @@ def run_record(run_id: str) -> dict[str, Any]:
     import mlflow
 
     run = with_retries(lambda: mlflow.MlflowClient().get_run(run_id), f"read run {run_id}")
+    # Non-finite values cannot travel in KFP metadata.
     return {"mlflow_run_id": run_id, "params": dict(run.data.params),
-            "metrics": dict(run.data.metrics)}
+            "metrics": {k: v for k, v in run.data.metrics.items() if math.isfinite(v)}}
 
 
 def adopt(step: str, record: dict[str, Any] | None) -> None:

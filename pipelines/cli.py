@@ -33,6 +33,8 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     if getattr(args, "seed", None) is not None:
         overrides.append(f"seed={args.seed}")
     overrides.extend(getattr(args, "set", None) or [])
+    if getattr(args, "retrain", False):
+        overrides.append("registry.warm_start=true")
     return config.with_overrides(overrides)
 
 
@@ -197,8 +199,6 @@ def cmd_compile(args: argparse.Namespace) -> int:
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     config = build_config(args)
-    if args.retrain:
-        config = config.with_overrides({"registry.warm_start": True})
     compiler.Compiler().compile(build_pipeline(config, placement, cache=args.cache,
                                                model_name=args.model_name), str(output))
     print(f"compiled {output} ({_describe(placement)})")
@@ -292,8 +292,6 @@ def _compiled_package(args: argparse.Namespace, directory: str) -> tuple[str, di
     from pipelines.dag import build_pipeline, pipeline_arguments
 
     config = build_config(args).with_overrides(args.assignments)
-    if args.retrain:
-        config = config.with_overrides({"registry.warm_start": True})
     placement = _placement(args)
     path = os.path.join(directory, "dec-pipeline.yaml")
     # Recurring runs read data that changes under the same path: never serve it from a cache.
@@ -353,11 +351,14 @@ def _add_config_options(parser: argparse.ArgumentParser, data: bool = True) -> N
                         help="override one setting, e.g. --set pretrain.epochs=50 (repeatable)")
 
 
-def _add_mode_options(parser: argparse.ArgumentParser, schedule: bool = False) -> None:
+def _add_mode_options(parser: argparse.ArgumentParser, schedule: bool = False,
+                      cache: bool = True) -> None:
     parser.add_argument("--retrain", action="store_true",
                         help="retraining mode (registry.warm_start=true): start from the "
                         "registered champion instead of pretraining; train and register "
                         "nothing when the data is unchanged; promote only past the gate")
+    if not cache:
+        return
     if not schedule:
         parser.add_argument("--no-cache", dest="cache", action="store_false",
                             help="do not let ingest and pretraining reuse cached outputs "
@@ -466,6 +467,7 @@ def make_parser() -> argparse.ArgumentParser:
     run.add_argument("--model-name", default="dec-mnist", help="registered model name "
                      "(default: %(default)s)")
     run.add_argument("--summary", metavar="FILE.json", help="write the run summary as JSON")
+    _add_mode_options(run, cache=False)
     run.set_defaults(func=cmd_run)
 
     comp = commands.add_parser("compile", help="compile the DAG to a KFP package (YAML)")

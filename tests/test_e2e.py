@@ -130,3 +130,41 @@ def test_impossible_settings_are_refused_before_anything_runs(tmp_path):
     result = _run(["run", "--preset", "quick", "--set", "pretrain.epochz=3",
                    "--work-dir", str(tmp_path)])
     assert result.returncode == 1 and "pretrain.epochz" in result.stderr
+
+
+def test_retraining_on_unchanged_data_trains_and_registers_nothing(pipeline_run):
+    from mlflow import MlflowClient
+
+    work, first, _ = pipeline_run
+    summary_path = work / "retrain-summary.json"
+    result = _run(["run", *SMALL, "--retrain", "--work-dir", str(work), "--summary",
+                   str(summary_path)])
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = json.loads(summary_path.read_text())
+    assert summary["promotion"]["decision"] == "skipped"
+    assert "data unchanged" in summary["promotion"]["reason"]
+    assert summary["model_version"] == first["model_version"]
+    assert "promotion       skipped" in result.stdout
+    client = MlflowClient(summary["tracking_uri"])
+    assert len(client.search_model_versions("name='dec-mnist'")) == 1
+    run = client.get_run(summary["mlflow_run_id"])
+    assert run.data.metrics["dec_train.iterations"] == 0
+    assert run.data.params["pretrain.warm_start_from"] == f"dec-mnist/{first['model_version']}"
+
+
+def test_retraining_on_new_data_warm_starts_and_passes_the_gate(pipeline_run):
+    work, first, _ = pipeline_run
+    summary_path = work / "drift-summary.json"
+    result = _run(["run", *SMALL, "--retrain", "--seed", "7", "--work-dir", str(work),
+                   "--summary", str(summary_path)])  # another random subset: new data
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = json.loads(summary_path.read_text())
+    promotion = summary["promotion"]
+    assert promotion["decision"] in ("promoted", "challenger")
+    assert promotion["criterion"] == "acc"
+    assert promotion["champion_version"] == first["model_version"]
+    assert promotion["candidate_score"] is not None and promotion["champion_score"] is not None
+    promoted = promotion["candidate_score"] >= promotion["champion_score"] - 0.005
+    assert (promotion["decision"] == "promoted") is promoted
+    assert summary["alias"] == ("champion" if promoted else "challenger")
+    assert int(summary["model_version"]) == int(first["model_version"]) + 1
