@@ -185,7 +185,39 @@ def log_and_register(
 
     from dec_lib.tracking import with_retries
 
-    work_dir = Path(work_dir)
+    client = MlflowClient()
+    # A retried step (its pod preempted after registering) must not register twice: the
+    # version tagged with this pipeline run's MLflow run is the one.
+    earlier = with_retries(lambda: client.search_model_versions(
+        f"name='{model_name}' and tags.mlflow_run_id='{run_id}'"),
+        f"look for this run's version of {model_name!r}")
+    if earlier:
+        version = earlier[0]
+        log.info("%s version %s already holds this run's model (a retried step); not "
+                 "registering it again", model_name, version.version)
+        if version.aliases:
+            alias = CHAMPION if CHAMPION in version.aliases else version.aliases[0]
+            return Registration(model_name=model_name, version=str(version.version),
+                                alias=alias, model_uri=f"models:/{model_name}@{alias}",
+                                run_id=run_id)
+    else:
+        version = _log_and_register_version(model_path, mapping=mapping,
+                                            image_shape=image_shape, model_name=model_name,
+                                            metrics=metrics, run_id=run_id,
+                                            work_dir=Path(work_dir), tags=tags)
+
+    alias = CHAMPION if gate(champion_version(model_name)) else CHALLENGER
+    with_retries(lambda: client.set_registered_model_alias(model_name, alias, version.version),
+                 f"set alias {alias!r}")
+    log.info("registered %s version %s as %s", model_name, version.version, alias)
+    return Registration(model_name=model_name, version=str(version.version), alias=alias,
+                        model_uri=f"models:/{model_name}@{alias}", run_id=run_id)
+
+
+def _log_and_register_version(model_path, *, mapping, image_shape, model_name, metrics,
+                              run_id, work_dir: Path, tags) -> Any:
+    from dec_lib.tracking import with_retries
+
     work_dir.mkdir(parents=True, exist_ok=True)
     info_path = work_dir / "model_info.json"
     info_path.write_text(json.dumps({
@@ -204,16 +236,9 @@ def log_and_register(
         code_paths=[code_path],
         pip_requirements=_pip_requirements(),
     ), "log the model")
-    client = MlflowClient()
     version = with_retries(lambda: mlflow.register_model(
         model_info.model_uri, model_name,
         tags={"mlflow_run_id": run_id, **{k: f"{v:.4f}" for k, v in metrics.items()},
               **(tags or {})},
     ), f"register {model_name!r}")
-
-    alias = CHAMPION if gate(champion_version(model_name)) else CHALLENGER
-    with_retries(lambda: client.set_registered_model_alias(model_name, alias, version.version),
-                 f"set alias {alias!r}")
-    log.info("registered %s version %s as %s", model_name, version.version, alias)
-    return Registration(model_name=model_name, version=str(version.version), alias=alias,
-                        model_uri=f"models:/{model_name}@{alias}", run_id=run_id)
+    return version

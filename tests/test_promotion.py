@@ -176,3 +176,13 @@ def test_warm_start_without_a_champion_pretrains_from_scratch(store, tmp_path):
                           {"epochs": 1, "checkpoint_every": 0}, 0, str(tmp_path / "ae"), ctx,
                           registry={"warm_start": True}, model_name="no-such-model")
     assert meta["epochs"] == 1 and "warm_start" not in meta
+
+
+def test_a_retried_register_step_does_not_register_twice(store):
+    client = MlflowClient(store["uri"])
+    before = len(client.search_model_versions("name='digits'"))
+    first = _register(store, "bad", "run-retried")
+    again = _register(store, "bad", "run-retried")  # the same pipeline run, step rerun
+    assert again["model_version"] == first["model_version"]
+    assert again["alias"] == first["alias"]
+    assert len(client.search_model_versions("name='digits'")) == before + 1
