@@ -425,10 +425,13 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     try:
         with zipfile.ZipFile(path) as zf:
             declared = sum(info.file_size for info in zf.infolist())
-        if declared > MAX_DECOMPRESSED_BYTES:
-            raise DataError(
-                where, f"expands to {declared} bytes, over the {MAX_DECOMPRESSED_BYTES} byte limit"
-            )
+            if declared > MAX_DECOMPRESSED_BYTES:
+                raise DataError(
+                    where,
+                    f"expands to {declared} bytes, over the {MAX_DECOMPRESSED_BYTES} byte limit",
+                )
+            for info in zf.infolist():
+                _check_npy_header(zf, info, where)
         with np.load(path, allow_pickle=False) as npz:
             for key in npz.files:
                 try:
@@ -443,9 +446,36 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
                     raise DataError(where, f"array {key!r} is corrupt: {exc}") from exc
     except DataError:
         raise
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, SyntaxError,
+            TypeError, MemoryError, NotImplementedError) as exc:
+        # A mangled .npy header reaches numpy's literal parser, which fails in many ways.
         raise DataError(where, f"corrupt or truncated .npz: {exc}") from exc
     return arrays
+
+
+def _check_npy_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> None:
+    """Refuse an array whose header declares more data than its member holds.
+
+    numpy allocates what the header declares before reading a zip member, so a forged shape
+    would otherwise claim any amount of memory.
+    """
+    if not info.filename.endswith(".npy"):
+        return
+    with zf.open(info) as member:
+        try:
+            version = np.lib.format.read_magic(member)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, _, dtype = read_header(member)
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError):
+            raise
+        except Exception as exc:  # numpy parses the header as a Python literal: anything goes
+            raise DataError(where, f"array {info.filename[:-4]!r} has an unreadable header: "
+                                   f"{type(exc).__name__}") from exc
+    needed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if not dtype.hasobject and needed > info.file_size:
+        raise DataError(where, f"array {info.filename[:-4]!r} declares shape {shape} "
+                               f"({needed} bytes) but holds {info.file_size} bytes")
 
 
 def _npz_images(
