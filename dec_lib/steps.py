@@ -163,6 +163,7 @@ def _pretrain(dataset, config: RunConfig, out: Path, checkpoint_dir: Path | None
               ) -> dict[str, Any]:
     from dec_lib.autoencoder import build_autoencoder, pretrain_autoencoder
     from dec_lib.model_io import save_model
+    from dec_lib.run_report import save_pretrain_losses
     from dec_lib.seeding import seed_everything
 
     seed_everything(config.seed)
@@ -179,6 +180,7 @@ def _pretrain(dataset, config: RunConfig, out: Path, checkpoint_dir: Path | None
                                   image_shape=dataset.image_shape,
                                   checkpoint_dir=checkpoint_dir, on_epoch=on_epoch)
     save_model(model, out / "autoencoder.keras")
+    save_pretrain_losses(out, result.losses)
     final_loss = result.losses[-1] if result.losses else float("nan")
     if result.losses:
         tracking.log_metrics({"pretrain.final_loss": final_loss})
@@ -200,6 +202,7 @@ def _warm_start(dataset, model_name: str, out: Path) -> dict[str, Any] | None:
     import tempfile
 
     from dec_lib.model_io import load_model, save_model
+    from dec_lib.run_report import save_pretrain_losses
     from dec_lib.serving import champion_version, download_keras_model
 
     if not model_name:
@@ -215,6 +218,7 @@ def _warm_start(dataset, model_name: str, out: Path) -> dict[str, Any] | None:
                        f"{model.input_shape[-1]} pixels per image; this data has "
                        f"{dataset.n_features}")
     save_model(model, out / "autoencoder.keras")
+    save_pretrain_losses(out, [])  # nothing was pretrained
     unchanged = (champion.tags or {}).get(DATA_FINGERPRINT_TAG) == fingerprint(dataset.x)
     tracking.log_params({"pretrain.warm_start_from": f"{model_name}/{champion.version}"})
     tracking.log_metrics({"pretrain.data_unchanged": float(unchanged)})
@@ -311,6 +315,7 @@ def dec_train(dataset_path: str, autoencoder_path: str, centres_path: str, dec: 
     from dec_lib.autoencoder import encoder_of
     from dec_lib.metrics import cluster_accuracy
     from dec_lib.model_io import load_model, save_model
+    from dec_lib.run_report import save_dec_history
     from dec_lib.seeding import seed_everything
     from dec_lib.training import build_dec_model, train_dec
 
@@ -325,6 +330,7 @@ def dec_train(dataset_path: str, autoencoder_path: str, centres_path: str, dec: 
         model = build_dec_model(encoder_of(load_model(autoencoder_path)), centres,
                                 config.dec.alpha)
         progress = Progress(config.dec.maxiter)
+        history: list[dict[str, Any]] = []
 
         def on_update(record, labels, maxiter) -> None:
             metrics = {"dec.delta_label": record.delta_label}
@@ -335,12 +341,16 @@ def dec_train(dataset_path: str, autoencoder_path: str, centres_path: str, dec: 
                 metrics["dec.acc"] = cluster_accuracy(dataset.y, labels)
                 extra = f", acc {metrics['dec.acc']:.4f}"
             tracking.log_metrics(metrics, step=record.iteration)
+            history.append({"iteration": record.iteration, "loss": record.loss,
+                            "delta_label": record.delta_label,
+                            **({"acc": metrics["dec.acc"]} if "dec.acc" in metrics else {})})
             log.info("dec_train: iteration %s, changed %.4f, loss %.5f%s",
                      progress.line(record.iteration), record.delta_label, record.loss, extra)
 
         result = train_dec(model, dataset.x, config.dec, initial_labels=initial_labels,
                            on_update=on_update)
         save_model(model, Path(out_path) / "dec.keras")
+        save_dec_history(out_path, history, config.dec.tol, config.dec.warmup_iterations)
         tracking.log_metrics({"dec_train.iterations": result.iterations,
                               "dec_train.converged": float(result.converged)})
         log.info("dec_train: %s after %d iterations",
@@ -358,15 +368,27 @@ class Evaluation:
     labels: list[int] | None
     mapping: dict[int, int]
     cluster_sizes: list[int]
+    report_files: dict[str, Path] = dataclasses.field(default_factory=dict)
+    """The figures, ``report.md`` and ``report.html`` by file name (gone if written to a
+    temporary folder)."""
 
 
 @user_errors_exit
-def evaluate(dataset_path: str, model_path: str, report_path: str,
-             ctx: TrackingContext) -> Evaluation:
+def evaluate(dataset_path: str, model_path: str, report_path: str, ctx: TrackingContext,
+             autoencoder_path: str = "", figures_dir: str = "") -> Evaluation:
+    """Score the clustering, draw the figures and write the report, logged to MLflow.
+
+    The training curves come from the files the training steps left next to their models
+    (``autoencoder_path`` for pretraining); ``figures_dir`` keeps the figures and the report,
+    else they live in a temporary folder only long enough to reach MLflow.
+    """
     setup_logging()
+    import tempfile
+
     from dec_lib.autoencoder import embed
     from dec_lib.metrics import evaluate_clustering, sampled_silhouette
     from dec_lib.model_io import load_model
+    from dec_lib.run_report import read_dec_history, read_pretrain_losses, write_run_report
     from dec_lib.training import CLUSTERING_LAYER
 
     with ctx.step("evaluate"):
@@ -404,7 +426,28 @@ def evaluate(dataset_path: str, model_path: str, report_path: str,
         }, indent=2))
         tracking.log_metrics({f"cluster_size.{i}": s for i, s in enumerate(sizes)})
         log.info("evaluate: %s", ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+
+        with tempfile.TemporaryDirectory() as scratch:
+            folder = Path(figures_dir or scratch)
+            evaluation.report_files = write_run_report(
+                folder, title=f"DEC clustering report: {dataset.source}",
+                metrics=metrics, cluster_sizes=evaluation.cluster_sizes, confusion=confusion,
+                labels=labels, mapping=mapping, x=dataset.x, image_shape=dataset.image_shape,
+                embedding=embedding, q=q, y=dataset.y,
+                pretrain_losses=read_pretrain_losses(autoencoder_path) if autoencoder_path
+                else [],
+                dec_history=read_dec_history(model_path))
+            _log_report(folder)
+        log.info("evaluate: report and %d figures in MLflow under report/",
+                 len(evaluation.report_files) - 2)
     return evaluation
+
+
+def _log_report(folder: Path) -> None:
+    import mlflow
+
+    tracking.with_retries(lambda: mlflow.log_artifacts(str(folder), artifact_path="report"),
+                          "log the report")
 
 
 # -------------------------------------------------------------------------------------- register

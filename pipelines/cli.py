@@ -25,8 +25,8 @@ PHASES = ("ingest", "pretrain", "kmeans_init", "dec_train", "evaluate", "registe
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:
-    """Preset, then ``--dataset``/``--seed``, then ``--set``: later wins."""
-    config = preset(args.preset)
+    """Preset, then ``--config``, then ``--dataset``/``--seed``/``--set``, then positional
+    ``KEY=VALUE`` (submit, schedule): later wins."""
     overrides: list[str] = []
     if getattr(args, "dataset", None):
         overrides.append(f"data.dataset={args.dataset}")
@@ -35,7 +35,22 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     overrides.extend(getattr(args, "set", None) or [])
     if getattr(args, "retrain", False):
         overrides.append("registry.warm_start=true")
-    return config.with_overrides(overrides)
+    overrides.extend(getattr(args, "assignments", None) or [])
+    if getattr(args, "config", None):
+        from dec_lib.config_file import config_from_file
+
+        return config_from_file(args.config, overrides, base_preset=args.preset)
+    return preset(args.preset or "default").with_overrides(overrides)
+
+
+def _config_source(args: argparse.Namespace) -> str:
+    """Where the configuration came from, for the log: the preset and the file, if any."""
+    if not getattr(args, "config", None):
+        return f"preset {args.preset or 'default'}"
+    from dec_lib.config_file import load_config_file
+
+    named = args.preset or load_config_file(args.config).get("preset") or "default"
+    return f"preset {named} with {args.config}"
 
 
 # ------------------------------------------------------------------------------------------ run
@@ -57,7 +72,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     error_file.unlink(missing_ok=True)
     os.environ.update({"TF_CPP_MIN_LOG_LEVEL": "2", "DEC_ERROR_FILE": str(error_file),
                        "DEC_LOG_LEVEL": logging.getLevelName(log.getEffectiveLevel())})
-    log.info("preset %s on %s: %s", args.preset, config.data.dataset,
+    log.info("%s on %s: %s", _config_source(args), config.data.dataset,
              ", ".join(f"{k}={v}" for k, v in config.flat().items()
                        if k in ("seed", "data.n_samples", "pretrain.epochs", "dec.maxiter")))
     log.info("MLflow tracking URI: %s", tracking_uri)
@@ -291,7 +306,7 @@ def _compiled_package(args: argparse.Namespace, directory: str) -> tuple[str, di
 
     from pipelines.dag import build_pipeline, pipeline_arguments
 
-    config = build_config(args).with_overrides(args.assignments)
+    config = build_config(args)
     placement = _placement(args)
     path = os.path.join(directory, "dec-pipeline.yaml")
     # Recurring runs read data that changes under the same path: never serve it from a cache.
@@ -333,16 +348,26 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------- config
 
 def cmd_config_show(args: argparse.Namespace) -> int:
-    for key, value in build_config(args).flat().items():
-        print(f"{key} = {json.dumps(value)}")
+    config = build_config(args)
+    if args.format == "text":
+        for key, value in config.flat().items():
+            print(f"{key} = {json.dumps(value)}")
+        return 0
+    from dec_lib.config_file import format_config
+
+    print(format_config(config, args.format), end="")
     return 0
 
 
 # --------------------------------------------------------------------------------------- parser
 
 def _add_config_options(parser: argparse.ArgumentParser, data: bool = True) -> None:
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="default",
-                        help="named configuration to start from (default: %(default)s)")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                        help="named configuration to start from (default: the file's "
+                        "'preset' key with --config, else default)")
+    parser.add_argument("--config", metavar="FILE", help="YAML (.yaml, .yml) or TOML (.toml) "
+                        "configuration applied over the preset; --dataset, --seed and --set "
+                        "win over it (write one with 'config show --format yaml')")
     if data:
         parser.add_argument("--dataset", help="'mnist' (default) or a path: .npz with x "
                             "(and optional y), or a directory of IDX files")
@@ -505,8 +530,13 @@ def make_parser() -> argparse.ArgumentParser:
 
     conf = commands.add_parser("config", help="inspect the configuration")
     conf_commands = conf.add_subparsers(dest="config_command", required=True, metavar="ACTION")
-    show = conf_commands.add_parser("show", help="print the effective configuration")
+    show = conf_commands.add_parser("show", help="print the effective configuration",
+                                    description="Print the configuration that run or compile "
+                                    "would use with the same options.")
     _add_config_options(show)
+    show.add_argument("--format", choices=("text", "yaml", "toml"), default="text",
+                      help="text: one KEY = VALUE line per setting; yaml or toml: a "
+                      "documented file that --config reads back (default: %(default)s)")
     show.set_defaults(func=cmd_config_show)
     return parser
 

@@ -247,7 +247,9 @@ def build_pipeline(config: "RunConfig | None" = None, placement: "Placement | No
         if p.dec_on_gpu:
             _on_gpu(clustered, p, 1)
         scored = _place(evaluate(dataset=ingested.outputs["dataset"],
-                                 model=clustered.outputs["model"], **run), "evaluate", p.image)
+                                 model=clustered.outputs["model"],
+                                 autoencoder=trained_ae.outputs["model"], **run),
+                        "evaluate", p.image)
         registered = _place(register(dataset=ingested.outputs["dataset"],
                                      model=clustered.outputs["model"],
                                      report=scored.outputs["report"], model_name=model_name,

@@ -33,6 +33,88 @@ def test_config_show_applies_preset_then_flags_then_set(capsys):
     assert shown["data.dataset"] == '"x.npz"'
 
 
+def _shown(capsys) -> dict[str, str]:
+    return dict(line.split(" = ", 1) for line in capsys.readouterr().out.splitlines())
+
+
+@pytest.mark.parametrize("suffix, text", [
+    (".yaml", "preset: seed\npretrain:\n  epochs: 11\n  batch_size: 64\nseed: 4\n"),
+    (".toml", 'preset = "seed"\nseed = 4\n[pretrain]\nepochs = 11\nbatch_size = 64\n'),
+])
+def test_config_file_sits_between_the_preset_and_the_flags(tmp_path, capsys, suffix, text):
+    path = tmp_path / f"team{suffix}"
+    path.write_text(text)
+    assert main(["config", "show", "--config", str(path)]) == 0
+    shown = _shown(capsys)
+    assert (shown["pretrain.epochs"], shown["pretrain.batch_size"], shown["seed"]) == (
+        "11", "64", "4")
+    assert shown["pretrain.optimizer"] == '"sgd"'  # the file's preset
+    assert main(["config", "show", "--config", str(path), "--set", "pretrain.epochs=2",
+                 "--seed", "9"]) == 0
+    shown = _shown(capsys)
+    assert (shown["pretrain.epochs"], shown["pretrain.batch_size"], shown["seed"]) == (
+        "2", "64", "9")
+
+
+def test_submit_assignments_win_over_set_and_the_file(tmp_path):
+    from pipelines.cli import build_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text("dec:\n  maxiter: 100\n  tol: 0.01\n")
+    args = make_parser().parse_args([
+        "submit", "--host", "http://kfp", "--config", str(path), "--set", "dec.maxiter=200",
+        "dec.maxiter=300"])
+    config = build_config(args)
+    assert (config.dec.maxiter, config.dec.tol) == (300, 0.01)
+
+
+def test_a_file_preset_and_another_preset_flag_are_refused(tmp_path, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_text("preset: quick\n")
+    assert main(["config", "show", "--config", str(path), "--preset", "quick"]) == 0
+    capsys.readouterr()
+    assert main(["config", "show", "--config", str(path), "--preset", "seed"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "quick" in err[0] and "seed" in err[0] and str(path) in err[0]
+
+
+@pytest.mark.parametrize("content, fragment", [
+    (None, "not found"),
+    ("pretrain:\n  epochz: 3\n", "pretrain.epochz"),
+    ("pretrain: [1, 2\n", "not valid YAML"),
+])
+def test_bad_config_files_give_one_error_line(tmp_path, capsys, content, fragment):
+    path = tmp_path / "c.yaml"
+    if content is not None:
+        path.write_text(content)
+    assert main(["config", "show", "--config", str(path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and fragment in err[0]
+
+
+@pytest.mark.parametrize("fmt", ["yaml", "toml"])
+def test_config_show_writes_a_file_that_reads_back_equal(tmp_path, capsys, fmt):
+    from dec_lib.config import preset
+    from dec_lib.config_file import config_from_file
+
+    assert main(["config", "show", "--preset", "quick", "--set", "dec.tol=0.02",
+                 "--format", fmt]) == 0
+    path = tmp_path / f"shown.{fmt}"
+    path.write_text(capsys.readouterr().out)
+    assert config_from_file(path) == preset("quick").with_overrides(["dec.tol=0.02"])
+    assert main(["config", "show", "--config", str(path), "--format", fmt]) == 0
+    assert capsys.readouterr().out == path.read_text()
+
+
+@pytest.mark.parametrize("command", [["run"], ["compile"], ["submit"], ["schedule"],
+                                     ["config", "show"]])
+def test_help_explains_config_files(command, capsys):
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--config FILE" in out and "YAML" in out and "TOML" in out
+
+
 @pytest.mark.parametrize("assignment, key", [
     ("pretrain.epochs=-1", "pretrain.epochs"),
     ("dec.tol=abc", "dec.tol"),

@@ -68,6 +68,85 @@ def test_mlflow_holds_every_step_and_the_registered_champion(pipeline_run):
     assert version.tags["mlflow_run_id"] == run.info.run_id
 
 
+FIGURES = ("confusion_matrix.png", "cluster_samples.png", "embedding_map.png",
+           "training_curves.png", "cluster_sizes.png")
+
+
+def _kfp_run_dir(summary):
+    """This run's folder in the KFP outputs: named by the pipeline job, the MLflow run's key."""
+    from mlflow import MlflowClient
+
+    from dec_lib.tracking import RUN_KEY_TAG
+
+    run = MlflowClient(summary["tracking_uri"]).get_run(summary["mlflow_run_id"])
+    return run.data.tags[RUN_KEY_TAG]
+
+
+def _check_png(path):
+    from PIL import Image
+
+    assert path.stat().st_size > 0, path
+    with Image.open(path) as image:
+        assert image.format == "PNG" and min(image.size) >= 100, path
+        image.verify()
+
+
+def test_the_report_and_its_figures_are_in_mlflow(pipeline_run, tmp_path):
+    from mlflow import MlflowClient
+
+    _, summary, _ = pipeline_run
+    client = MlflowClient(summary["tracking_uri"])
+    listed = {a.path for a in client.list_artifacts(summary["mlflow_run_id"], "report")}
+    assert listed == {f"report/{name}" for name in (*FIGURES, "report.md", "report.html")}
+    client.download_artifacts(summary["mlflow_run_id"], "report", str(tmp_path))
+    for name in FIGURES:
+        _check_png(tmp_path / "report" / name)
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert all(f"]({name})" in markdown for name in FIGURES)
+
+
+def test_the_report_is_a_kfp_output_with_every_figure_embedded(pipeline_run):
+    import base64
+    import io
+    import re
+
+    from PIL import Image
+
+    work, summary, _ = pipeline_run
+    run_dir = work / "kfp-outputs" / _kfp_run_dir(summary)
+    html = (run_dir / "evaluate" / "report_html").read_text()
+    embedded = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
+    assert len(embedded) == len(FIGURES)
+    for data in embedded:
+        with Image.open(io.BytesIO(base64.b64decode(data))) as image:
+            image.verify()
+    assert (run_dir / "evaluate" / "report_md").read_text().startswith("# DEC clustering report")
+    for name in FIGURES:
+        _check_png(run_dir / "evaluate" / "figures" / name)
+    # The curves come from the files training left beside its models.
+    losses = json.loads((run_dir / "pretrain" / "model" / "pretrain_losses.json").read_text())
+    assert len(losses) == 3 and all(v > 0 for v in losses)
+    history = json.loads((run_dir / "dec-train" / "model" / "history.json").read_text())
+    assert [u["iteration"] for u in history["updates"]][:2] == [0, 20]
+    assert all(0 <= u["acc"] <= 1 for u in history["updates"])
+
+
+def test_the_kfp_confusion_matrix_agrees_with_the_runs_acc(pipeline_run):
+    work, summary, _ = pipeline_run
+    executor_output = work / "kfp-outputs" / _kfp_run_dir(summary) / "evaluate" / \
+        "executor_output.json"
+    artifacts = json.loads(executor_output.read_text())["artifacts"]
+    matrix = artifacts["confusion"]["artifacts"][0]["metadata"]["confusionMatrix"]
+    counts = np.array([row["row"] for row in matrix["rows"]])
+    assert [spec["displayName"] for spec in matrix["annotationSpecs"]] == \
+        [str(label) for label in range(10)]
+    assert counts.sum() == summary["n_samples"]
+    # 10 clusters for 10 labels: the Hungarian mapping is one-to-one, so the diagonal is ACC.
+    assert np.trace(counts) / counts.sum() == pytest.approx(summary["acc"], abs=1e-12)
+    assert artifacts["metrics"]["artifacts"][0]["metadata"]["acc"] == \
+        pytest.approx(summary["acc"], abs=1e-12)
+
+
 def test_a_new_process_loads_the_champion_and_predicts(pipeline_run, mnist_subset):
     work, summary, _ = pipeline_run
     images = (mnist_subset.x[:32] * 255).round().astype(np.uint8).reshape(32, 28, 28)

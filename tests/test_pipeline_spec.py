@@ -73,7 +73,7 @@ def test_six_tasks_in_dependency_order(compiled):
     assert deps["pretrain"] == {"ingest"}
     assert deps["kmeans-init"] == {"ingest", "pretrain"}
     assert deps["dec-train"] == {"ingest", "pretrain", "kmeans-init"}
-    assert deps["evaluate"] == {"ingest", "dec-train"}
+    assert deps["evaluate"] == {"ingest", "pretrain", "dec-train"}  # pretraining's losses
     assert deps["register"] == {"ingest", "dec-train", "evaluate"}  # the gate scores on data
 
 
@@ -89,6 +89,7 @@ def test_artifacts_flow_between_steps(compiled):
     assert source("kmeans-init", "autoencoder") == ("pretrain", "model")
     assert source("dec-train", "centres") == ("kmeans-init", "centres")
     assert source("evaluate", "model") == ("dec-train", "model")
+    assert source("evaluate", "autoencoder") == ("pretrain", "model")
     assert source("register", "report") == ("evaluate", "report")
     types = {name: comp["outputDefinitions"]["artifacts"]
              for name, comp in spec["components"].items() if "outputDefinitions" in comp}
@@ -98,6 +99,9 @@ def test_artifacts_flow_between_steps(compiled):
     assert evaluate["metrics"]["artifactType"]["schemaTitle"] == "system.Metrics"
     assert (evaluate["confusion"]["artifactType"]["schemaTitle"]
             == "system.ClassificationMetrics")
+    assert evaluate["report_html"]["artifactType"]["schemaTitle"] == "system.HTML"
+    assert evaluate["report_md"]["artifactType"]["schemaTitle"] == "system.Markdown"
+    assert evaluate["figures"]["artifactType"]["schemaTitle"] == "system.Artifact"
 
 
 def test_pretraining_goes_to_a_gpu_node(compiled):
