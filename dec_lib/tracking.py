@@ -54,6 +54,23 @@ def artifact_root_for(uri: str) -> str | None:
     return (db_path.parent / "mlartifacts").resolve().as_uri()
 
 
+HTTP_RETRY_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+                       "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+"""MLflow's own per-request retries, bounded: after 0, 2 and 4 s (plus up to 1 s of jitter).
+
+MLflow's HTTP client retries every request by itself, 7 times over about 4 minutes by default,
+and ``with_retries`` retries the whole action on top: a server that was down took about 16
+minutes to be reported. With these, a request rides out a blip of a few seconds, an action
+wrapped in ``with_retries`` one of about 30 s, and a server that stays down is reported within
+about 40 s. Variables already set in the environment win.
+"""
+
+
+def bound_http_retries() -> None:
+    for name, value in HTTP_RETRY_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+
+
 def with_retries(action: Callable[[], T], what: str, attempts: int = 4,
                  first_delay: float = 1.0) -> T:
     """Run ``action``, retrying transient tracking-server failures with exponential backoff."""
@@ -89,6 +106,7 @@ def configure(uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT) -> s
     import mlflow
 
     uri = resolve_tracking_uri(uri)
+    bound_http_retries()
     mlflow.set_tracking_uri(uri)
     client = mlflow.MlflowClient(uri)
 
@@ -135,7 +153,9 @@ def step_run(run_key: str, step: str, *, tracking_uri: str | None = None,
     """Make the pipeline run's MLflow run active for one step, and time the step.
 
     The step's compute time is logged as ``phase_seconds.<step>``; a failing step marks the run
-    failed, so a broken pipeline never looks finished in the MLflow UI.
+    failed, so a broken pipeline never looks finished in the MLflow UI. Every call to the server
+    goes through ``with_retries``, and when the server is what failed, marking the run failed is
+    only tried: the step's own error, not that one, is what the user sees.
     """
     import mlflow
 
@@ -143,14 +163,33 @@ def step_run(run_key: str, step: str, *, tracking_uri: str | None = None,
     run_id = find_or_create_run(run_key, experiment_id)
     started = time.perf_counter()
     log.info("%s: started (MLflow run %s)", step, run_id)
-    with mlflow.start_run(run_id=run_id) as run:
-        mlflow.set_tag(f"step.{step}", "running")
+    run = with_retries(lambda: mlflow.start_run(run_id=run_id), f"resume MLflow run {run_id}")
+    try:
+        with_retries(lambda: mlflow.set_tag(f"step.{step}", "running"), "mark the step running")
         yield run
         seconds = time.perf_counter() - started
-        mlflow.log_metric(f"phase_seconds.{step}", seconds)
-        mlflow.log_metric(f"peak_memory_mb.{step}", peak_memory_mb())
-        mlflow.set_tag(f"step.{step}", "done")
+        log_metrics({f"phase_seconds.{step}": seconds,
+                     f"peak_memory_mb.{step}": peak_memory_mb()})
+        with_retries(lambda: mlflow.set_tag(f"step.{step}", "done"), "mark the step done")
+    except BaseException:
+        try:
+            _end_run(run_id, "FAILED")
+        except Exception as error:  # never in place of the step's own error
+            log.warning("MLflow: could not mark run %s failed: %s", run_id, error)
+        raise
+    with_retries(lambda: _end_run(run_id, "FINISHED"), f"finish MLflow run {run_id}")
     log.info("%s: done in %.1fs", step, seconds)
+
+
+def _end_run(run_id: str, status: str) -> None:
+    """End ``run_id`` with ``status``; again after a try that left the run ended but not marked."""
+    import mlflow
+
+    active = mlflow.active_run()
+    if active is not None and active.info.run_id == run_id:
+        mlflow.end_run(status)  # leaves the active run first, then tells the server
+    else:
+        mlflow.MlflowClient().set_terminated(run_id, status)
 
 
 def peak_memory_mb() -> float:

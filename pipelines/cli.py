@@ -62,8 +62,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pipelines.dag import build_pipeline, pipeline_arguments
 
     config = build_config(args)
-    work_dir = Path(args.work_dir).resolve()
-    work_dir.mkdir(parents=True, exist_ok=True)
+    work_dir = writable_work_dir(args.work_dir)
     tracking_uri = args.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI") \
         or tracking.sqlite_uri(work_dir)
     if config.data.dataset != "mnist" and not Path(config.data.dataset).exists():
@@ -108,6 +107,25 @@ def cmd_run(args: argparse.Namespace) -> int:
         Path(args.summary).parent.mkdir(parents=True, exist_ok=True)
         Path(args.summary).write_text(json.dumps(summary, indent=2) + "\n")
     return 0
+
+
+def writable_work_dir(path: str) -> Path:
+    """``path``, created if missing and tried with a small write, or one error that names it.
+
+    Checked before anything starts, so an unwritable or full work dir is one line, not a
+    traceback or a step that fails halfway.
+    """
+    work_dir = Path(path).resolve()
+    try:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=work_dir) as probe:
+            probe.write(b"0")
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as error:
+        raise DecError(f"{work_dir}: the work dir is not writable ({error.strerror or error}); "
+                       "pass --work-dir a directory you can write to") from None
+    return work_dir
 
 
 class StepOutput:
