@@ -158,6 +158,9 @@ def save_dataset(dataset: Dataset, path: str | os.PathLike[str]) -> None:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
         os.replace(tmp, path)
+    except OSError as error:  # disk full, quota, read-only: say where, not a traceback
+        raise DataError(str(path), f"cannot write the dataset: "
+                                   f"{error.strerror or error}") from error
     finally:
         tmp.unlink(missing_ok=True)
     logger.info("saved %r to %s", dataset, path)

@@ -192,7 +192,10 @@ def log_and_register(
         f"name='{model_name}' and tags.mlflow_run_id='{run_id}'"),
         f"look for this run's version of {model_name!r}")
     if earlier:
-        version = earlier[0]
+        # Search results carry no aliases; the version itself does.
+        version = with_retries(lambda: client.get_model_version(model_name,
+                                                                earlier[0].version),
+                               f"read {model_name} version {earlier[0].version}")
         log.info("%s version %s already holds this run's model (a retried step); not "
                  "registering it again", model_name, version.version)
         if version.aliases:
@@ -205,6 +208,7 @@ def log_and_register(
                                             image_shape=image_shape, model_name=model_name,
                                             metrics=metrics, run_id=run_id,
                                             work_dir=Path(work_dir), tags=tags)
+        version = _one_version_per_run(client, model_name, run_id, version)
 
     alias = CHAMPION if gate(champion_version(model_name)) else CHALLENGER
     with_retries(lambda: client.set_registered_model_alias(model_name, alias, version.version),
@@ -212,6 +216,28 @@ def log_and_register(
     log.info("registered %s version %s as %s", model_name, version.version, alias)
     return Registration(model_name=model_name, version=str(version.version), alias=alias,
                         model_uri=f"models:/{model_name}@{alias}", run_id=run_id)
+
+
+def _one_version_per_run(client, model_name: str, run_id: str, version: Any) -> Any:
+    """Keep one version of this run's model when a lost answer made MLflow create two.
+
+    MLflow's HTTP layer resends a create request whose answer was lost; the server may have
+    registered the first. The oldest version tagged with the run stays, the others go.
+    """
+    from dec_lib.tracking import with_retries
+
+    mine = with_retries(lambda: client.search_model_versions(
+        f"name='{model_name}' and tags.mlflow_run_id='{run_id}'"),
+        f"look for duplicate versions of {model_name!r}")
+    if len(mine) <= 1:
+        return version
+    keep, *extra = sorted(mine, key=lambda v: int(v.version))
+    for duplicate in extra:
+        log.warning("%s version %s duplicates version %s of the same run (a resent request); "
+                    "deleting it", model_name, duplicate.version, keep.version)
+        with_retries(lambda d=duplicate: client.delete_model_version(model_name, d.version),
+                     f"delete duplicate version {duplicate.version}")
+    return keep
 
 
 def _log_and_register_version(model_path, *, mapping, image_shape, model_name, metrics,

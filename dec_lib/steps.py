@@ -8,6 +8,7 @@ progress) is here, where it can be tested without Kubeflow.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import hashlib
 import json
@@ -32,6 +33,9 @@ log = logging.getLogger("dec.steps")
 
 ERROR_FILE_ENV = "DEC_ERROR_FILE"
 
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES,
+                   errno.EPERM}
+
 
 def user_errors_exit(step: Callable) -> Callable:
     """Turn a user mistake into one log line and exit status 1 instead of a traceback.
@@ -44,7 +48,12 @@ def user_errors_exit(step: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         try:
             return step(*args, **kwargs)
-        except DecError as error:
+        except (DecError, OSError) as error:
+            if isinstance(error, OSError) and not isinstance(error, DecError):
+                if not error.filename and error.errno not in _STORAGE_ERRNOS:
+                    raise  # not about storage: a real bug, keep the traceback
+                # Disk full, quota, read-only: the user's environment, not a bug of ours.
+                error = f"{error.filename or 'writing output'}: {error.strerror or error}"
             message = f"{step.__name__}: {error}"
             log.error(message)
             if os.environ.get(ERROR_FILE_ENV):

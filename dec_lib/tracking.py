@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 from dec_lib.errors import TrackingError
 
@@ -40,6 +41,31 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
             "no MLflow tracking URI: pass --mlflow-uri or set MLFLOW_TRACKING_URI "
             "(e.g. sqlite:////abs/path/mlflow.db or http://mlflow:5000)")
     return uri
+
+
+_USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]+):[^@\s/]*@", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """``text`` with any password inside a URL (``scheme://user:password@host``) masked."""
+    return _USERINFO.sub(r"\1:***@", text)
+
+
+def split_credentials(uri: str) -> tuple[str, str | None, str | None]:
+    """``uri`` without ``user:password@``, and the user and password (None when absent).
+
+    MLflow reads credentials from ``MLFLOW_TRACKING_USERNAME``/``PASSWORD``; kept there, they stay
+    out of pipeline parameters, logs and summaries, where a URI travels.
+    """
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("http", "https") or parsed.username is None:
+        return uri, None, None
+    host = parsed.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parsed.port:
+        netloc += f":{parsed.port}"
+    return (parsed._replace(netloc=netloc).geturl(), unquote(parsed.username),
+            None if parsed.password is None else unquote(parsed.password))
 
 
 def artifact_root_for(uri: str) -> str | None:
@@ -83,9 +109,9 @@ def with_retries(action: Callable[[], T], what: str, attempts: int = 4,
             return action()
         except (MlflowException, RequestException, ConnectionError, TimeoutError) as error:
             if not _is_transient(error) or attempt == attempts:
-                raise TrackingError(f"MLflow: {what} failed: {error}") from error
+                raise TrackingError(f"MLflow: {what} failed: {redact(str(error))}") from error
             log.warning("MLflow: %s failed (attempt %d of %d), retrying in %.0fs: %s",
-                        what, attempt, attempts, delay, error)
+                        what, attempt, attempts, delay, redact(str(error)))
             time.sleep(delay)
             delay *= 2
     raise AssertionError("unreachable")

@@ -63,8 +63,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = build_config(args)
     work_dir = writable_work_dir(args.work_dir)
-    tracking_uri = args.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI") \
-        or tracking.sqlite_uri(work_dir)
+    tracking_uri = _credentials_to_env(args.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI")
+                                       or tracking.sqlite_uri(work_dir))
     if config.data.dataset != "mnist" and not Path(config.data.dataset).exists():
         raise DecError(f"{config.data.dataset}: no such file or directory (--dataset)")
     error_file = work_dir / f".errors-{os.getpid()}"
@@ -277,6 +277,22 @@ def _png_input(path: Path) -> list[Path]:
     return files
 
 
+def _credentials_to_env(uri: str) -> str:
+    """``uri`` without its ``user:password@``, which go to MLflow's environment variables.
+
+    The steps inherit the environment; the URI itself travels as a pipeline parameter and is
+    printed and logged, so it must not carry a password.
+    """
+    from dec_lib import tracking
+
+    bare, user, password = tracking.split_credentials(uri)
+    if user is not None:
+        os.environ["MLFLOW_TRACKING_USERNAME"] = user
+    if password is not None:
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = password
+    return bare
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     import mlflow
 
@@ -284,7 +300,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from dec_lib.image_folder import read_png_files
 
     if args.mlflow_uri:
-        mlflow.set_tracking_uri(args.mlflow_uri)
+        mlflow.set_tracking_uri(_credentials_to_env(args.mlflow_uri))
     files = _png_input(Path(args.input))
     if files:
         x = read_png_files(files)
@@ -333,6 +349,12 @@ def _compiled_package(args: argparse.Namespace, directory: str) -> tuple[str, di
                                                cache=cache), path)
     arguments = pipeline_arguments(config, model_name=args.model_name)
     if args.mlflow_uri:
+        from dec_lib import tracking
+
+        if tracking.split_credentials(args.mlflow_uri)[1] is not None:
+            raise DecError("--mlflow-uri: a URI with user:password@ would be stored in the run's "
+                           "parameters; put the credentials in the MLflow Secret instead "
+                           "(--mlflow-secret)")
         arguments["tracking_uri"] = args.mlflow_uri
     return path, arguments
 

@@ -546,10 +546,6 @@ def test_a_503_when_aliasing_keeps_the_champion_and_a_retried_step_finishes_the_
 
 
 @pytest.mark.e2e
-@pytest.mark.xfail(strict=True, reason=(
-    "a create-version request whose answer is lost (the server registered, the client got a "
-    "503) is sent again by MLflow's HTTP retries, and a second version is registered; the "
-    "look-up of the run's version in dec_lib.serving.log_and_register happens only before it"))
 def test_an_answer_lost_after_the_server_registered_does_not_register_twice(
         proxy, tracking_server, tiny_model, short_retries, tmp_path):
     proxy.fail(r"/model-versions/create", times=1, after_forwarding=True)
@@ -653,10 +649,6 @@ steps.ingest({"n_samples": 600}, 0, out, steps.TrackingContext("", uri, "faults"
 
 
 @pytest.mark.e2e
-@pytest.mark.xfail(strict=True, reason=(
-    "an OSError from a step's own write (disk full, quota, read-only) escapes "
-    "dec_lib.steps.user_errors_exit as a traceback; the CLI then prints the last 40 log lines "
-    "and 'a pipeline step failed' instead of the path and the reason"))
 def test_a_file_system_that_fills_up_mid_step_is_one_clear_line_naming_the_path(tmp_path):
     # The MLflow store is made first, so that only the step's 1.9 MB dataset meets the limit.
     from mlflow import MlflowClient

@@ -216,11 +216,6 @@ def test_a_retried_register_step_does_not_register_a_second_version(register_twi
     assert len(MlflowClient(tracking_server).search_model_versions("name='retried'")) == 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "dec_lib.serving.log_and_register finds the run's earlier version with "
-    "search_model_versions, whose results carry no aliases (MLflow fills them only in "
-    "get_model_version); so a retried step runs the gate again, which sees that very version "
-    "as the champion: it adds 'challenger' to the champion and reports 'challenger'"))
 def test_a_retried_register_step_keeps_the_alias_it_gave_and_reports_it(register_twice,
                                                                          tracking_server):
     from mlflow import MlflowClient

@@ -106,10 +106,6 @@ def test_mlflow_params_tags_and_printed_output_hold_no_secret(secret_run, creden
     assert _found_in((run.stdout + run.stderr).encode(), needles) == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "credentials inside the tracking URI (http://user:password@host) are printed: the CLI "
-    "logs 'MLflow tracking URI: <uri>' and the step's error line quotes MLflow's 'API request "
-    "to <uri>/...' with the password in it (pipelines/cli.py cmd_run, dec_lib.tracking)"))
 def test_a_password_inside_the_tracking_uri_is_not_printed(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
