@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -46,3 +47,24 @@ def write_idx() -> Callable[..., Path]:
 def mnist_subset() -> Dataset:
     """2,000 real MNIST digits with labels (a sorted random subset, seed 0)."""
     return load_dataset("mnist", n_samples=2000, seed=0)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A small DEC model and the report the evaluate step would write for it: enough to
+    exercise registration without training."""
+    from dec_lib.autoencoder import build_autoencoder, encoder_of
+    from dec_lib.config import AutoencoderConfig
+    from dec_lib.model_io import save_model
+    from dec_lib.seeding import seed_everything
+    from dec_lib.training import build_dec_model
+
+    root = tmp_path_factory.mktemp("tiny-model")
+    seed_everything(0)
+    autoencoder = build_autoencoder(784, AutoencoderConfig(hidden_dims=[32], embedding_dim=4))
+    model = build_dec_model(encoder_of(autoencoder), np.eye(4, dtype=np.float32)[:3], alpha=1.0)
+    save_model(model, root / "dec" / "dec.keras")
+    report = root / "report.json"
+    report.write_text(json.dumps({"metrics": {"acc": 0.5}, "mapping": {"0": 1, "1": 2, "2": 3},
+                                  "image_shape": [28, 28], "fingerprint": "0123456789abcdef"}))
+    return root / "dec", report

@@ -7,13 +7,13 @@ same variables point the project's own tracking code at a server that checks the
 import logging
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 
 import pytest
+from servers import free_port
 
 from dec_lib import tracking
 from dec_lib.errors import TrackingError
@@ -24,12 +24,6 @@ pytest.importorskip("flask_wtf", reason="mlflow server --app-name basic-auth nee
                     "(pip install 'mlflow[auth]')")
 
 ADMIN = "dec-admin"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +41,7 @@ def auth_server(tmp_path_factory):
                       "mlflow.server.auth:authenticate_request_basic_auth\n"
                       # Checks each password hash once a minute, not on every request.
                       "auth_cache_ttl_seconds = 60\n")
-    port = _free_port()
+    port = free_port()
     mlflow = os.path.join(os.path.dirname(sys.executable), "mlflow")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     log = open(root / "server.log", "wb")  # noqa: SIM115 (open while the server runs)

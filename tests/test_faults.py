@@ -17,12 +17,10 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -30,6 +28,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 import pytest
+from servers import clean_env, free_port, mlflow_server, stop
 
 from dec_lib import steps, tracking
 from dec_lib.data import Dataset, save_dataset
@@ -37,32 +36,6 @@ from dec_lib.data import Dataset, save_dataset
 CLI = [sys.executable, "-m", "pipelines.cli"]
 SMALL = ["--preset", "quick", "--set", "data.n_samples=600", "--set", "pretrain.epochs=3",
          "--set", "dec.maxiter=60", "--set", "dec.update_interval=20", "--set", "init.n_init=2"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _clean_env(**extra: str) -> dict[str, str]:
-    """This environment without MLflow settings (the tests name their store), plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    return {**env, "TF_CPP_MIN_LOG_LEVEL": "2", **extra}
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """Stop ``process`` and its process group: politely, then for good."""
-    for sig, wait_s in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            process.wait(timeout=wait_s)
-            break
-        except subprocess.TimeoutExpired:
-            continue
 
 
 def _first(dataset: Dataset, n: int) -> Dataset:
@@ -78,12 +51,12 @@ def unreachable_server_run(tmp_path_factory):
     """``dec-pipeline run`` against a tracking server that is not there, with every retry
     setting as shipped; started first because it spends its time waiting, and checked last."""
     work = tmp_path_factory.mktemp("unreachable")
-    port = _free_port()  # nothing listens there: connections are refused
+    port = free_port()  # nothing listens there: connections are refused
     started = time.monotonic()
     process = subprocess.Popen(
         [*CLI, "run", *SMALL, "--work-dir", str(work), "--mlflow-uri",
          f"http://127.0.0.1:{port}"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_clean_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env(),
         start_new_session=True)
     result: dict = {"port": port}
 
@@ -98,12 +71,12 @@ def unreachable_server_run(tmp_path_factory):
     def finish() -> dict:
         waiter.join(timeout=max(0.0, started + 240 - time.monotonic()))
         if waiter.is_alive():
-            _stop(process)
+            stop(process)
             pytest.fail("dec-pipeline run did not give up on an unreachable server in 4 min")
         return result
 
     yield finish
-    _stop(process)
+    stop(process)
 
 
 # --- (a) pretraining killed mid-epoch ----------------------------------------------------------
@@ -130,7 +103,7 @@ def _pretrain_process(dataset: Path, root: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-c", PRETRAIN_PROCESS, str(dataset), str(root / "out"),
          str(root / "checkpoints"), f"sqlite:///{root / 'mlflow.db'}", json.dumps(PRETRAIN)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_clean_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env(),
         start_new_session=True)
 
 
@@ -138,7 +111,7 @@ def _finished(process: subprocess.Popen, timeout: float = 180) -> dict:
     try:
         out, err = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        _stop(process)
+        stop(process)
         raise
     assert process.returncode == 0, err[-3000:]
     return json.loads(out.strip().splitlines()[-1])
@@ -171,7 +144,7 @@ def test_pretraining_killed_mid_epoch_resumes_from_its_checkpoint_to_the_same_mo
         os.killpg(victim.pid, signal.SIGKILL)
         victim.wait(timeout=10)
     finally:
-        _stop(victim)
+        stop(victim)
     assert victim.returncode == -signal.SIGKILL
     killed_at = json.loads(states[0].read_text())["epoch"]
     assert 2 <= killed_at < EPOCHS  # killed with epochs still to go
@@ -222,7 +195,7 @@ class FaultProxy:
     def __init__(self, upstream: str):
         parsed = urlparse(upstream)
         self.upstream = (parsed.hostname, parsed.port)
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.faults: list[Fault] = []
         self.log: list[tuple[str, str, int]] = []
@@ -352,32 +325,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def tracking_server(tmp_path_factory):
-    """A real ``mlflow server`` on loopback (SQLite store, proxied artifacts)."""
-    root = tmp_path_factory.mktemp("faults-server")
-    port = _free_port()
-    mlflow = os.path.join(os.path.dirname(sys.executable), "mlflow")
-    with open(root / "server.log", "wb") as log:
-        process = subprocess.Popen(
-            [mlflow, "server", "--backend-store-uri", f"sqlite:///{root}/server.db",
-             "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1",
-             "--port", str(port), "--workers", "1"],
-            stdout=log, stderr=subprocess.STDOUT, cwd=root, env=_clean_env(),
-            start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    tail = (root / "server.log").read_text(errors="replace")[-2000:]
-                    pytest.fail(f"mlflow server did not start:\n{tail}")
-                time.sleep(0.3)
+    with mlflow_server(tmp_path_factory.mktemp("faults-server")) as url:
         yield url
-    finally:
-        _stop(process)
 
 
 @pytest.fixture()
@@ -385,26 +334,6 @@ def proxy(tracking_server):
     proxy = FaultProxy(tracking_server)
     yield proxy
     proxy.close()
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    """A small DEC model and the report the evaluate step would write for it."""
-    from dec_lib.autoencoder import build_autoencoder, encoder_of
-    from dec_lib.config import AutoencoderConfig
-    from dec_lib.model_io import save_model
-    from dec_lib.seeding import seed_everything
-    from dec_lib.training import build_dec_model
-
-    root = tmp_path_factory.mktemp("tiny-model")
-    seed_everything(0)
-    autoencoder = build_autoencoder(784, AutoencoderConfig(hidden_dims=[32], embedding_dim=4))
-    model = build_dec_model(encoder_of(autoencoder), np.eye(4, dtype=np.float32)[:3], alpha=1.0)
-    save_model(model, root / "dec" / "dec.keras")
-    report = root / "report.json"
-    report.write_text(json.dumps({"metrics": {"acc": 0.5}, "mapping": {"0": 1, "1": 2, "2": 3},
-                                  "image_shape": [28, 28], "fingerprint": "0123456789abcdef"}))
-    return root / "dec", report
 
 
 @pytest.fixture()
@@ -579,7 +508,7 @@ def _cli_run(work_dir: Path, tmp_path: Path, **popen) -> tuple[subprocess.Comple
     result = subprocess.run(
         [*CLI, "run", *SMALL, "--work-dir", str(work_dir), "--mlflow-uri",
          f"sqlite:///{registry}"],
-        capture_output=True, text=True, timeout=300, env=_clean_env(), **popen)
+        capture_output=True, text=True, timeout=300, env=clean_env(), **popen)
     return result, registry
 
 
@@ -657,7 +586,7 @@ def test_a_file_system_that_fills_up_mid_step_is_one_clear_line_naming_the_path(
     MlflowClient(uri).create_experiment("faults", artifact_location=tracking.artifact_root_for(uri))
     out = tmp_path / "artifacts" / "dataset"
     result = subprocess.run([sys.executable, "-c", INGEST_PROCESS, str(out), uri],
-                            capture_output=True, text=True, timeout=120, env=_clean_env(),
+                            capture_output=True, text=True, timeout=120, env=clean_env(),
                             preexec_fn=_file_size_limit(1_500_000))
 
     assert result.returncode == 1

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from servers import free_port, stop
 
 from dec_lib.config import AutoencoderConfig, DECConfig, InitConfig, PretrainConfig, RunConfig
 
@@ -74,17 +73,11 @@ def registered_model(tmp_path_factory, mnist_subset) -> Registered:
     return Registered(uri, registration.model_uri, mapping, local_model)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(registered_model, tmp_path_factory) -> str:
     """``mlflow models serve`` on a free loopback port; always stopped, whatever the tests do."""
     root = tmp_path_factory.mktemp("serve")
-    port = _free_port()
+    port = free_port()
     bin_dir = Path(sys.executable).parent  # mlflow runs `uvicorn` from PATH
     env = {**os.environ, "MLFLOW_TRACKING_URI": registered_model.tracking_uri,
            "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -108,7 +101,7 @@ def server(registered_model, tmp_path_factory) -> str:
             time.sleep(0.5)
         yield url
     finally:
-        _stop(process)
+        stop(process)
 
 
 def _pings(url: str) -> bool:
@@ -117,19 +110,6 @@ def _pings(url: str) -> bool:
             return response.status == 200
     except OSError:
         return False
-
-
-def _stop(process: subprocess.Popen) -> None:
-    for sig, wait_s in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            process.wait(timeout=wait_s)
-            break
-        except subprocess.TimeoutExpired:
-            continue
 
 
 def _post(url: str, body: bytes | dict) -> tuple[int, dict | str]:

@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
-import numpy as np
 import pytest
+from servers import clean_env, mlflow_server, stop
 
 from dec_lib import steps, tracking
 
@@ -49,80 +46,6 @@ print(json.dumps(results))
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    return {**env, "TF_CPP_MIN_LOG_LEVEL": "2"}
-
-
-def _stop(process: subprocess.Popen) -> None:
-    for sig, wait_s in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            process.wait(timeout=wait_s)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-
-
-@pytest.fixture(scope="module")
-def tracking_server(tmp_path_factory):
-    """A real ``mlflow server`` on loopback (SQLite store, proxied artifacts)."""
-    root = tmp_path_factory.mktemp("integrity-server")
-    port = _free_port()
-    mlflow = os.path.join(os.path.dirname(sys.executable), "mlflow")
-    with open(root / "server.log", "wb") as log:
-        process = subprocess.Popen(
-            [mlflow, "server", "--backend-store-uri", f"sqlite:///{root}/server.db",
-             "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1",
-             "--port", str(port), "--workers", "1"],
-            stdout=log, stderr=subprocess.STDOUT, cwd=root, env=_clean_env(),
-            start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    tail = (root / "server.log").read_text(errors="replace")[-2000:]
-                    pytest.fail(f"mlflow server did not start:\n{tail}")
-                time.sleep(0.3)
-        yield url
-    finally:
-        _stop(process)
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    """A small DEC model and the report the evaluate step would write for it."""
-    from dec_lib.autoencoder import build_autoencoder, encoder_of
-    from dec_lib.config import AutoencoderConfig
-    from dec_lib.model_io import save_model
-    from dec_lib.seeding import seed_everything
-    from dec_lib.training import build_dec_model
-
-    root = tmp_path_factory.mktemp("tiny-model")
-    seed_everything(0)
-    autoencoder = build_autoencoder(784, AutoencoderConfig(hidden_dims=[32], embedding_dim=4))
-    model = build_dec_model(encoder_of(autoencoder), np.eye(4, dtype=np.float32)[:3], alpha=1.0)
-    save_model(model, root / "dec" / "dec.keras")
-    report = root / "report.json"
-    report.write_text(json.dumps({"metrics": {"acc": 0.5}, "mapping": {"0": 1, "1": 2, "2": 3},
-                                  "image_shape": [28, 28], "fingerprint": "0123456789abcdef"}))
-    return root / "dec", report
-
-
 def _register_at_once(uri: str, name: str, model, root: Path) -> list[list[dict]]:
     """PROCESSES processes, each registering EACH versions of ``name``, released together."""
     model_dir, report = model
@@ -130,7 +53,7 @@ def _register_at_once(uri: str, name: str, model, root: Path) -> list[list[dict]
     processes = [subprocess.Popen(
         [sys.executable, "-c", REGISTER_PROCESS, str(model_dir), str(report), name, uri,
          f"p{i}", str(EACH), str(start)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_clean_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env(),
         start_new_session=True) for i in range(PROCESSES)]
     try:
         time.sleep(8)  # their imports; the start line waits for the slower one anyway
@@ -143,7 +66,7 @@ def _register_at_once(uri: str, name: str, model, root: Path) -> list[list[dict]
         return results
     finally:
         for process in processes:
-            _stop(process)
+            stop(process)
 
 
 def _check_nothing_lost(uri: str, name: str, results: list[list[dict]]) -> dict:
@@ -225,3 +148,9 @@ def test_a_retried_register_step_keeps_the_alias_it_gave_and_reports_it(register
     aliases = MlflowClient(tracking_server).get_registered_model("retried-alias").aliases
     assert {alias: str(version) for alias, version in aliases.items()} == {"champion": "1"}
     assert again["alias"] == "champion"
+
+
+@pytest.fixture(scope="module")
+def tracking_server(tmp_path_factory):
+    with mlflow_server(tmp_path_factory.mktemp("integrity-server")) as url:
+        yield url
