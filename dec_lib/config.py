@@ -11,6 +11,7 @@ import dataclasses
 import json
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,7 +121,7 @@ class RunConfig:
 
     def flat(self) -> dict[str, Any]:
         """Dotted keys to values, as logged to MLflow and shown by ``config show``."""
-        return _flatten(self.to_dict())
+        return flatten(self.to_dict())
 
     def with_overrides(self, assignments: list[str] | dict[str, Any]) -> RunConfig:
         """Return a copy with ``KEY=VALUE`` assignments applied, typed by the field they set."""
@@ -339,11 +340,12 @@ def _from_dict(cls: type, values: Any, prefix: str) -> Any:
     return cls(**kwargs)
 
 
-def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested sections to dotted keys: ``{"dec": {"tol": 0.1}}`` to ``{"dec.tol": 0.1}``."""
     flat: dict[str, Any] = {}
     for key, value in values.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{prefix}{key}."))
         else:
             flat[prefix + key] = value
     return flat

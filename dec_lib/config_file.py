@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from dec_lib import config as config_module
-from dec_lib.config import PRESETS, RunConfig, preset
+from dec_lib.config import PRESETS, RunConfig, flatten, preset
 from dec_lib.errors import ConfigError, DataError
 
 __all__ = ["config_from_file", "dump_config", "field_docs", "format_config", "load_config_file"]
@@ -173,16 +173,6 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     return result
 
 
-def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[prefix + key] = value
-    return flat
-
-
 def config_from_file(path: str | Path, overrides: Sequence[str] | Mapping[str, Any] = (),
                      base_preset: str | None = None) -> RunConfig:
     """The preset, then the file's settings, then ``overrides``: later wins.
@@ -199,7 +189,7 @@ def config_from_file(path: str | Path, overrides: Sequence[str] | Mapping[str, A
                           "was asked for; drop one of them")
     config = preset(named or base_preset or "default")
     try:
-        config = config.with_overrides(_flatten(values))
+        config = config.with_overrides(flatten(values))
     except ConfigError as error:  # an impossible combination, e.g. more clusters than images
         raise ConfigError(error.key, f"{error.problem} (in {path})") from None
     if overrides:

@@ -68,3 +68,46 @@ def tiny_model(tmp_path_factory):
     report.write_text(json.dumps({"metrics": {"acc": 0.5}, "mapping": {"0": 1, "1": 2, "2": 3},
                                   "image_shape": [28, 28], "fingerprint": "0123456789abcdef"}))
     return root / "dec", report
+
+
+def register_small_dec(root: Path, mnist_subset: Dataset, model_name: str,
+                       n_clusters: int = 4) -> tuple[str, str, dict[int, int]]:
+    """Train a tiny DEC on 300 digits in seconds and register it in a SQLite store in ``root``,
+    as the register step does; returns (tracking URI, model URI, cluster-to-label mapping)."""
+    import os
+
+    import mlflow
+
+    from dec_lib import tracking
+    from dec_lib.config import AutoencoderConfig, DECConfig, InitConfig, PretrainConfig, RunConfig
+    from dec_lib.estimator import DEC
+    from dec_lib.metrics import cluster_to_label
+    from dec_lib.serving import log_and_register
+
+    config = RunConfig(
+        seed=0,
+        autoencoder=AutoencoderConfig(hidden_dims=[64, 128], embedding_dim=4),
+        pretrain=PretrainConfig(epochs=2, batch_size=100, optimizer="adam", learning_rate=1e-3,
+                                checkpoint_every=0),
+        init=InitConfig(n_init=1),
+        dec=DECConfig(n_clusters=n_clusters, maxiter=20, update_interval=10, batch_size=100,
+                      tol=0.0),
+    )
+    x, y = mnist_subset.x[:300], mnist_subset.y[:300]
+    dec = DEC(config).fit(x)
+    dec.save(root / "dec.keras")
+    mapping = cluster_to_label(y, dec.labels_)
+    uri = tracking.sqlite_uri(root)
+    experiment = mlflow.MlflowClient(uri).create_experiment(
+        model_name, artifact_location=tracking.artifact_root_for(uri))
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        with mlflow.start_run(experiment_id=experiment) as run:
+            registration = log_and_register(
+                root / "dec.keras", mapping=mapping, image_shape=(28, 28),
+                model_name=model_name, metrics={}, run_id=run.info.run_id,
+                work_dir=root / "register")
+    finally:
+        mlflow.set_tracking_uri(previous)
+    return uri, registration.model_uri, mapping

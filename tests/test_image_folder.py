@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import register_small_dec
 from PIL import Image
 
 from dec_lib import image_folder
-from dec_lib.config import AutoencoderConfig, DECConfig, InitConfig, PretrainConfig, RunConfig
 from dec_lib.errors import DataError
 from dec_lib.image_folder import load_image_folder, png_files
 from pipelines.cli import main
@@ -141,39 +141,9 @@ def test_an_image_over_the_pixel_cap_is_refused_before_decoding(tmp_path, digits
 @pytest.fixture(scope="module")
 def registered_model(tmp_path_factory, mnist_subset) -> tuple[str, str]:
     """(tracking URI, model URI) of a tiny DEC, trained in seconds and registered in SQLite."""
-    import mlflow
-
-    from dec_lib import tracking
-    from dec_lib.estimator import DEC
-    from dec_lib.metrics import cluster_to_label
-    from dec_lib.serving import log_and_register
-
-    root = tmp_path_factory.mktemp("registry")
-    config = RunConfig(
-        seed=0,
-        autoencoder=AutoencoderConfig(hidden_dims=[64, 128], embedding_dim=4),
-        pretrain=PretrainConfig(epochs=2, batch_size=100, optimizer="adam", learning_rate=1e-3,
-                                checkpoint_every=0),
-        init=InitConfig(n_init=1),
-        dec=DECConfig(n_clusters=4, maxiter=20, update_interval=10, batch_size=100, tol=0.0),
-    )
-    x, y = mnist_subset.x[:300], mnist_subset.y[:300]
-    dec = DEC(config).fit(x)
-    dec.save(root / "dec.keras")
-    uri = tracking.sqlite_uri(root)
-    experiment = mlflow.MlflowClient(uri).create_experiment(
-        "test", artifact_location=tracking.artifact_root_for(uri))
-    previous = os.environ.get("MLFLOW_TRACKING_URI")
-    mlflow.set_tracking_uri(uri)
-    try:
-        with mlflow.start_run(experiment_id=experiment) as run:
-            registration = log_and_register(
-                root / "dec.keras", mapping=cluster_to_label(y, dec.labels_),
-                image_shape=(28, 28), model_name="dec-test", metrics={},
-                run_id=run.info.run_id, work_dir=root / "register")
-    finally:
-        mlflow.set_tracking_uri(previous)
-    return uri, registration.model_uri
+    uri, model_uri, _ = register_small_dec(tmp_path_factory.mktemp("registry"), mnist_subset,
+                                           "dec-test")
+    return uri, model_uri
 
 
 @pytest.fixture

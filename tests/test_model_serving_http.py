@@ -14,9 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import register_small_dec
 from servers import free_port, stop
-
-from dec_lib.config import AutoencoderConfig, DECConfig, InitConfig, PretrainConfig, RunConfig
 
 pytestmark = pytest.mark.e2e
 
@@ -37,40 +36,15 @@ def registered_model(tmp_path_factory, mnist_subset) -> Registered:
     """A tiny DEC, trained in seconds, logged and registered as the register step does it."""
     import mlflow
 
-    from dec_lib import tracking
-    from dec_lib.estimator import DEC
-    from dec_lib.metrics import cluster_to_label
-    from dec_lib.serving import log_and_register
-
-    root = tmp_path_factory.mktemp("registry")
-    config = RunConfig(
-        seed=0,
-        autoencoder=AutoencoderConfig(hidden_dims=[64, 128], embedding_dim=4),
-        pretrain=PretrainConfig(epochs=2, batch_size=100, optimizer="adam", learning_rate=1e-3,
-                                checkpoint_every=0),
-        init=InitConfig(n_init=1),
-        dec=DECConfig(n_clusters=N_CLUSTERS, maxiter=20, update_interval=10, batch_size=100,
-                      tol=0.0),
-    )
-    x, y = mnist_subset.x[:300], mnist_subset.y[:300]
-    dec = DEC(config).fit(x)
-    dec.save(root / "dec.keras")
-    mapping = cluster_to_label(y, dec.labels_)
-    uri = tracking.sqlite_uri(root)
-    experiment = mlflow.MlflowClient(uri).create_experiment(
-        "serving", artifact_location=tracking.artifact_root_for(uri))
+    uri, model_uri, mapping = register_small_dec(tmp_path_factory.mktemp("registry"),
+                                                 mnist_subset, "dec-serving-test", N_CLUSTERS)
     previous = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
     try:
-        with mlflow.start_run(experiment_id=experiment) as run:
-            registration = log_and_register(
-                root / "dec.keras", mapping=mapping, image_shape=(28, 28),
-                model_name="dec-serving-test", metrics={}, run_id=run.info.run_id,
-                work_dir=root / "register")
-        local_model = mlflow.pyfunc.load_model(registration.model_uri)
+        local_model = mlflow.pyfunc.load_model(model_uri)
     finally:
         mlflow.set_tracking_uri(previous)
-    return Registered(uri, registration.model_uri, mapping, local_model)
+    return Registered(uri, model_uri, mapping, local_model)
 
 
 @pytest.fixture(scope="module")
