@@ -35,7 +35,7 @@ def measure(n: int, seed: int = 0) -> dict:
     x = load_dataset("mnist", n_samples=n, seed=seed).x
     seed_everything(seed)
     autoencoder = build_autoencoder(x.shape[1], config.autoencoder)
-    pretrain = config.pretrain.__class__(**{**vars(config.pretrain), "epochs": 2,
+    pretrain = config.pretrain.__class__(**{**vars(config.pretrain), "epochs": 2, "min_steps": 0,
                                             "checkpoint_every": 0})
     seconds: list[float] = []
     pretrain_autoencoder(autoencoder, x, pretrain, seed=seed,

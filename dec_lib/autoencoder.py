@@ -112,6 +112,16 @@ def _replica_copy(model: keras.Model, precision: str, strategy: tf.distribute.St
     return copy
 
 
+def effective_epochs(config: PretrainConfig, n_samples: int) -> int:
+    """``config.epochs``, or more on a small data set, so that training takes at least
+    ``config.min_steps`` optimizer steps: what an autoencoder learns depends on its updates,
+    and 40 epochs of 1,800 images are only 280 of them."""
+    if not config.min_steps or n_samples == 0:
+        return config.epochs
+    steps_per_epoch = -(-n_samples // config.batch_size)
+    return max(config.epochs, -(-config.min_steps // steps_per_epoch))
+
+
 @dataclass
 class PretrainResult:
     losses: list[float] = field(default_factory=list)
@@ -203,6 +213,7 @@ def pretrain_autoencoder(
     autoencoder reconstructs the shifted images (as in DEC-DA, Guo et al. 2018), which teaches
     an embedding that does not hinge on exact pixel positions.
     """
+    epochs = effective_epochs(config, len(x))
     if strategy is None:
         strategy = distribution_strategy()
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
@@ -220,12 +231,12 @@ def pretrain_autoencoder(
             # Built now, mirrored: built lazily inside the compiled epoch it would not be.
             optimizer.build(compute.trainable_variables)
     if checkpoint is not None:
-        if start_epoch >= config.epochs:
+        if start_epoch >= epochs:
             log.info("pretraining already complete in checkpoint %s (%d epochs)",
                      checkpoint_dir, start_epoch)
         elif start_epoch:
             log.info("resuming pretraining from checkpoint %s at epoch %d of %d",
-                     checkpoint_dir, start_epoch + 1, config.epochs)
+                     checkpoint_dir, start_epoch + 1, epochs)
     result = PretrainResult(losses=losses, resumed_from_epoch=start_epoch)
     variables = compute.trainable_variables
     shift = config.augment_shift if image_shape is not None and len(image_shape) == 2 else 0
@@ -281,7 +292,7 @@ def pretrain_autoencoder(
         return total / n
 
     started = time.perf_counter()
-    for epoch in range(start_epoch, config.epochs):
+    for epoch in range(start_epoch, epochs):
         epoch_started = time.perf_counter()
         # The order depends on (seed, epoch) alone, so a resumed run sees the same batches.
         # One gather per epoch, then contiguous slices: cheaper than a gather per batch.
@@ -294,8 +305,8 @@ def pretrain_autoencoder(
         result.losses.append(loss)
         seconds = time.perf_counter() - epoch_started
         if on_epoch is not None:
-            on_epoch(epoch + 1, config.epochs, loss, seconds)
-        last = epoch + 1 == config.epochs
+            on_epoch(epoch + 1, epochs, loss, seconds)
+        last = epoch + 1 == epochs
         if checkpoint is not None and config.checkpoint_every and (
             (epoch + 1) % config.checkpoint_every == 0 or last
         ):

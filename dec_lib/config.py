@@ -37,6 +37,8 @@ class AutoencoderConfig:
 @dataclass
 class PretrainConfig:
     epochs: int = 300
+    min_steps: int = 0
+    """At least this many optimizer steps: small data sets get more epochs (0: epochs as set)."""
     batch_size: int = 256
     optimizer: str = "sgd"
     """``sgd`` (with momentum, as published) or ``adam``."""
@@ -157,6 +159,7 @@ class RunConfig:
              "every layer needs >= 1 unit"),
             ("autoencoder.embedding_dim", self.autoencoder.embedding_dim >= 1, "must be >= 1"),
             ("pretrain.epochs", self.pretrain.epochs >= 0, "must be >= 0"),
+            ("pretrain.min_steps", self.pretrain.min_steps >= 0, "must be >= 0"),
             ("pretrain.batch_size", self.pretrain.batch_size >= 1, "must be >= 1"),
             ("pretrain.optimizer", self.pretrain.optimizer in ("sgd", "adam"),
              "must be 'sgd' or 'adam'"),
@@ -213,8 +216,8 @@ def _preset_default() -> RunConfig:
     K-Means, which is what lifts accuracy (measurements in BENCHMARKS.md).
     """
     return RunConfig(
-        pretrain=PretrainConfig(epochs=40, optimizer="adam", learning_rate=1e-3,
-                                precision="auto"),
+        pretrain=PretrainConfig(epochs=40, min_steps=10_000, optimizer="adam",
+                                learning_rate=1e-3, precision="auto"),
         init=InitConfig(method="umap", n_init=4),
         dec=DECConfig(maxiter=2800, warmup_iterations=1400, precision="auto"),
     )

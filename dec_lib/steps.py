@@ -170,14 +170,15 @@ def pretrain(dataset_path: str, autoencoder: dict, pretrain: dict, seed: int, ou
 
 def _pretrain(dataset, config: RunConfig, out: Path, checkpoint_dir: Path | None
               ) -> dict[str, Any]:
-    from dec_lib.autoencoder import build_autoencoder, pretrain_autoencoder
+    from dec_lib.autoencoder import build_autoencoder, effective_epochs, pretrain_autoencoder
     from dec_lib.model_io import save_model
     from dec_lib.run_report import save_pretrain_losses
     from dec_lib.seeding import seed_everything
 
     seed_everything(config.seed)
     model = build_autoencoder(dataset.n_features, config.autoencoder)
-    progress = Progress(config.pretrain.epochs)
+    epochs = effective_epochs(config.pretrain, dataset.n_samples)
+    progress = Progress(epochs)
 
     def on_epoch(epoch: int, epochs: int, loss: float, seconds: float) -> None:
         tracking.log_metrics({"pretrain.loss": loss, "pretrain.epoch_seconds": seconds},
@@ -194,7 +195,7 @@ def _pretrain(dataset, config: RunConfig, out: Path, checkpoint_dir: Path | None
     if result.losses:
         tracking.log_metrics({"pretrain.final_loss": final_loss})
     tracking.log_metrics({"pretrain.resumed_from_epoch": result.resumed_from_epoch})
-    return {"epochs": config.pretrain.epochs, "final_loss": final_loss,
+    return {"epochs": epochs, "final_loss": final_loss,
             "resumed_from_epoch": result.resumed_from_epoch}
 
 

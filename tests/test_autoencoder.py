@@ -232,3 +232,21 @@ def test_augmented_pretraining_learns_and_is_repeatable(mnist_subset):
     assert losses_a == losses_b
     for a, b in zip(weights_a, weights_b, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_small_data_sets_get_enough_optimizer_steps():
+    from dec_lib.autoencoder import effective_epochs
+
+    config = PretrainConfig(epochs=40, min_steps=10_000, batch_size=256)
+    assert effective_epochs(config, 70_000) == 40  # 274 steps an epoch: 40 epochs suffice
+    assert effective_epochs(config, 1_797) == 1_250  # 8 steps an epoch
+    assert effective_epochs(PretrainConfig(epochs=40, min_steps=0), 1_797) == 40
+
+
+def test_pretraining_runs_the_effective_epochs(x500):
+    config = PretrainConfig(epochs=1, min_steps=20, batch_size=100, optimizer="adam",
+                            learning_rate=3e-3, checkpoint_every=0)
+    seen = []
+    result = pretrain_autoencoder(build_autoencoder(x500.shape[1], TINY), x500, config,
+                                  on_epoch=lambda epoch, epochs, *_: seen.append((epoch, epochs)))
+    assert len(result.losses) == 4 and seen[-1] == (4, 4)  # 5 steps an epoch, 20 steps
