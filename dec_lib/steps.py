@@ -180,10 +180,16 @@ def _pretrain(dataset, config: RunConfig, out: Path, checkpoint_dir: Path | None
     epochs = effective_epochs(config.pretrain, dataset.n_samples)
     progress = Progress(epochs)
 
+    # At most about 200 reports: a small data set may run a thousand short epochs, and each
+    # report is a write to the tracking store and a line on the terminal.
+    every = max(1, epochs // 200)
+
     def on_epoch(epoch: int, epochs: int, loss: float, seconds: float) -> None:
+        if epoch % every and epoch != epochs:
+            return
         tracking.log_metrics({"pretrain.loss": loss, "pretrain.epoch_seconds": seconds},
                              step=epoch)
-        log.info("pretrain: epoch %s, loss %.5f, %.1fs/epoch", progress.line(epoch), loss,
+        log.info("pretrain: epoch %s, loss %.5f, %.2fs/epoch", progress.line(epoch), loss,
                  seconds)
 
     result = pretrain_autoencoder(model, dataset.x, config.pretrain, seed=config.seed,
