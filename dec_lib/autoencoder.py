@@ -291,7 +291,7 @@ def pretrain_autoencoder(
             total += loss * tf.cast(tf.shape(batch)[0], tf.float32)
         return total / n
 
-    started = time.perf_counter()
+    started = saved_at = time.perf_counter()
     for epoch in range(start_epoch, epochs):
         epoch_started = time.perf_counter()
         # The order depends on (seed, epoch) alone, so a resumed run sees the same batches.
@@ -307,10 +307,11 @@ def pretrain_autoencoder(
         if on_epoch is not None:
             on_epoch(epoch + 1, epochs, loss, seconds)
         last = epoch + 1 == epochs
-        if checkpoint is not None and config.checkpoint_every and (
-            (epoch + 1) % config.checkpoint_every == 0 or last
-        ):
+        due = config.checkpoint_every and (epoch + 1) % config.checkpoint_every == 0 and (
+            time.perf_counter() - saved_at >= config.checkpoint_min_seconds)
+        if checkpoint is not None and (due or (last and config.checkpoint_every)):
             checkpoint.save(compute, optimizer, epoch + 1, result.losses)
+            saved_at = time.perf_counter()
     if compute is not autoencoder:
         autoencoder.set_weights(compute.get_weights())
     result.seconds = time.perf_counter() - started

@@ -45,6 +45,8 @@ class PretrainConfig:
     learning_rate: float = 1.0
     momentum: float = 0.9
     checkpoint_every: int = 5
+    checkpoint_min_seconds: float = 0.0
+    """...and at least this long apart: a checkpoint costs as much as many short epochs."""
     """Epochs between resumable checkpoints (0: none)."""
     augment_shift: int = 0
     """Random shifts of up to this many pixels during pretraining (2-D images; 0: none)."""
@@ -166,6 +168,8 @@ class RunConfig:
             ("pretrain.learning_rate", self.pretrain.learning_rate > 0, "must be > 0"),
             ("pretrain.momentum", 0 <= self.pretrain.momentum < 1, "must be in [0, 1)"),
             ("pretrain.checkpoint_every", self.pretrain.checkpoint_every >= 0, "must be >= 0"),
+            ("pretrain.checkpoint_min_seconds", self.pretrain.checkpoint_min_seconds >= 0,
+             "must be >= 0"),
             ("pretrain.augment_shift", self.pretrain.augment_shift >= 0, "must be >= 0"),
             ("pretrain.precision", self.pretrain.precision in PRECISIONS,
              "must be " + ", ".join(map(repr, PRECISIONS))),
@@ -217,7 +221,8 @@ def _preset_default() -> RunConfig:
     """
     return RunConfig(
         pretrain=PretrainConfig(epochs=40, min_steps=10_000, optimizer="adam",
-                                learning_rate=1e-3, precision="auto"),
+                                learning_rate=1e-3, precision="auto",
+                                checkpoint_min_seconds=30.0),
         init=InitConfig(method="umap", n_init=4),
         dec=DECConfig(maxiter=2800, warmup_iterations=1400, precision="auto"),
     )

@@ -250,3 +250,16 @@ def test_pretraining_runs_the_effective_epochs(x500):
     result = pretrain_autoencoder(build_autoencoder(x500.shape[1], TINY), x500, config,
                                   on_epoch=lambda epoch, epochs, *_: seen.append((epoch, epochs)))
     assert len(result.losses) == 4 and seen[-1] == (4, 4)  # 5 steps an epoch, 20 steps
+
+
+def test_checkpoints_are_spaced_in_time_when_asked(x500, tmp_path, monkeypatch):
+    from dec_lib import autoencoder
+
+    saved = []
+    monkeypatch.setattr(autoencoder._Checkpoint, "save",
+                        lambda self, model, opt, epoch, losses: saved.append(epoch))
+    config = PretrainConfig(epochs=6, batch_size=100, optimizer="adam", learning_rate=3e-3,
+                            checkpoint_every=1, checkpoint_min_seconds=3600)
+    pretrain_autoencoder(build_autoencoder(x500.shape[1], TINY), x500, config,
+                         checkpoint_dir=tmp_path)
+    assert saved == [6]  # only the last: an hour had not passed since the start
