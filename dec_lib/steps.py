@@ -151,13 +151,14 @@ def pretrain(dataset_path: str, autoencoder: dict, pretrain: dict, seed: int, ou
                                   registry=registry or {})
     dataset = read_dataset(dataset_path)
     # The work, which keys both the resumable checkpoint and (when cached) the MLflow run.
-    work = [fingerprint(dataset.x), autoencoder, pretrain, seed, registry or {}]
+    data_fingerprint = fingerprint(dataset.x)
+    work = [data_fingerprint, autoencoder, pretrain, seed, registry or {}]
     ctx = ctx.own("pretrain", *work)
     with ctx.step("pretrain") as run:
         _log_section(config, "autoencoder", "pretrain", "registry")
         meta = None
         if config.registry.warm_start:
-            meta = _warm_start(dataset, model_name, Path(out_path))
+            meta = _warm_start(dataset, data_fingerprint, model_name, Path(out_path))
         if meta is None:
             checkpoint_dir = None
             if checkpoint_root:
@@ -208,7 +209,8 @@ def _pretrain(dataset, config: RunConfig, out: Path, checkpoint_dir: Path | None
 DATA_FINGERPRINT_TAG = "data.fingerprint"
 
 
-def _warm_start(dataset, model_name: str, out: Path) -> dict[str, Any] | None:
+def _warm_start(dataset, data_fingerprint: str, model_name: str, out: Path
+                ) -> dict[str, Any] | None:
     """Hand on the champion's DEC model instead of pretraining; None when there is no champion.
 
     Its encoder is what DEC continues from, and its clustering layer the initial centres
@@ -235,7 +237,7 @@ def _warm_start(dataset, model_name: str, out: Path) -> dict[str, Any] | None:
                        f"{dataset.n_features}")
     save_model(model, out / "autoencoder.keras")
     save_pretrain_losses(out, [])  # nothing was pretrained
-    unchanged = (champion.tags or {}).get(DATA_FINGERPRINT_TAG) == fingerprint(dataset.x)
+    unchanged = (champion.tags or {}).get(DATA_FINGERPRINT_TAG) == data_fingerprint
     tracking.log_params({"pretrain.warm_start_from": f"{model_name}/{champion.version}"})
     tracking.log_metrics({"pretrain.data_unchanged": float(unchanged)})
     log.info("pretrain: warm start from %s version %s%s", model_name, champion.version,
@@ -297,12 +299,14 @@ def _champion_init(model, x: np.ndarray):
     import time
 
     from dec_lib.autoencoder import embed, encoder_of
+    from dec_lib.clustering import soft_assignment
     from dec_lib.training import CLUSTERING_LAYER, InitResult
 
     started = time.perf_counter()
-    centres = model.get_layer(CLUSTERING_LAYER).get_weights()[0]
-    embedding = embed(encoder_of(model), x)
-    labels = embed(model, x).argmax(axis=1)
+    layer = model.get_layer(CLUSTERING_LAYER)
+    centres = layer.get_weights()[0]
+    embedding = embed(encoder_of(model), x)  # one pass; q follows from it and the centres
+    labels = soft_assignment(embedding, centres, layer.alpha).argmax(axis=1)
     inertia = float(((embedding - centres[labels]) ** 2).sum())
     return InitResult(centres=centres, labels=labels.astype(np.int64), inertia=inertia,
                       seconds=time.perf_counter() - started)
