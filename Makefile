@@ -3,8 +3,14 @@
 #
 #   make lock                        regenerate every lock file (add UPGRADE=--upgrade to move pins)
 #   make images                      build the CPU and GPU images, tagged with pyproject's version
+#   make image-cpu / make image-gpu  build one of them
+#   make base-image                  build a Debian 12 + Python 3.11 base without Docker Hub
 #   make push REGISTRY=my.registry/team
 #   make lint-docker                 hadolint both Dockerfiles
+#
+# ENGINE=docker (default) or ENGINE=podman. BASE_IMAGE=<image> builds on another base (e.g. the
+# one base-image prints). Behind a proxy that re-signs TLS, PIP_CA=<CA bundle> and
+# PIP_CONF=<pip.conf> reach pip as build secrets only: nothing of them is left in the image.
 
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
@@ -18,18 +24,28 @@ GPU_IMAGE ?= $(REGISTRY)/dec-pipeline-gpu
 PLATFORM ?= linux/amd64
 SOURCE ?= https://github.com/example/dec-pipeline
 
-DOCKER ?= docker
+ENGINE ?= $(or $(DOCKER),docker)
+BASE_IMAGE ?=
+BASE_TAG ?= localhost/dec-base:python3.11-bookworm
+PIP_CONF ?=
+PIP_CA ?=
+comma := ,
 UV ?= $(if $(wildcard .venv/bin/uv),.venv/bin/uv,uv)
 HADOLINT ?= $(if $(wildcard .venv/bin/hadolint),.venv/bin/hadolint,hadolint)
 
 LOCK_FLAGS := --python-version 3.11 --python-platform x86_64-manylinux_2_28 --generate-hashes
 UPGRADE ?=
-BUILD_ARGS = --platform $(PLATFORM) --build-arg VERSION=$(VERSION) --build-arg SOURCE=$(SOURCE)
+BUILD_ARGS = --platform $(PLATFORM) --build-arg VERSION=$(VERSION) --build-arg SOURCE=$(SOURCE) \
+	$(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) \
+	$(if $(PIP_CONF),--secret id=pip_conf$(comma)src=$(PIP_CONF)) \
+	$(if $(PIP_CA),--secret id=pip_ca$(comma)src=$(PIP_CA))
+# podman reads its settings (runc, cgroupfs, ulimits) from the project: docker/podman-env.sh.
+RUN_ENGINE = $(if $(filter podman,$(notdir $(ENGINE))),source docker/podman-env.sh && )$(ENGINE)
 
-.PHONY: help lock images push lint-docker print-version print-images
+.PHONY: help lock images image-cpu image-gpu base-image push lint-docker print-version print-images
 
 help:
-	@echo "targets: lock images push lint-docker print-version print-images"
+	@echo "targets: lock images image-cpu image-gpu base-image push lint-docker print-version print-images"
 	@echo "images: $(IMAGE):$(VERSION) $(GPU_IMAGE):$(VERSION)"
 
 # requirements-gpu.lock is constrained by requirements.lock, so the GPU image runs every shared
@@ -40,13 +56,20 @@ lock:
 	$(UV) pip compile docker/requirements-mnist.in --no-deps $(LOCK_FLAGS) $(UPGRADE) -o requirements-mnist.lock
 	$(UV) pip compile docker/requirements-gpu.in -c requirements.lock $(LOCK_FLAGS) $(UPGRADE) -o requirements-gpu.lock
 
-images:
-	$(DOCKER) build -f docker/Dockerfile $(BUILD_ARGS) -t $(IMAGE):$(VERSION) .
-	$(DOCKER) build -f docker/Dockerfile.gpu $(BUILD_ARGS) -t $(GPU_IMAGE):$(VERSION) .
+images: image-cpu image-gpu
+
+image-cpu:
+	$(RUN_ENGINE) build -f docker/Dockerfile $(BUILD_ARGS) -t $(IMAGE):$(VERSION) .
+
+image-gpu:
+	$(RUN_ENGINE) build -f docker/Dockerfile.gpu $(BUILD_ARGS) -t $(GPU_IMAGE):$(VERSION) .
+
+base-image:
+	ENGINE=$(ENGINE) docker/base-image.sh $(BASE_TAG)
 
 push: images
-	$(DOCKER) push $(IMAGE):$(VERSION)
-	$(DOCKER) push $(GPU_IMAGE):$(VERSION)
+	$(RUN_ENGINE) push $(IMAGE):$(VERSION)
+	$(RUN_ENGINE) push $(GPU_IMAGE):$(VERSION)
 
 lint-docker:
 	$(HADOLINT) --config docker/hadolint.yaml docker/Dockerfile docker/Dockerfile.gpu

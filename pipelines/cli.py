@@ -62,6 +62,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pipelines.dag import build_pipeline, pipeline_arguments
 
     config = build_config(args)
+    if args.runner == "docker" and not args.image:
+        from components.images import CPU_IMAGE
+
+        args.image = CPU_IMAGE
     work_dir = writable_work_dir(args.work_dir)
     tracking_uri = _credentials_to_env(args.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI")
                                        or tracking.sqlite_uri(work_dir))
@@ -76,10 +80,23 @@ def cmd_run(args: argparse.Namespace) -> int:
                        if k in ("seed", "data.n_samples", "pretrain.epochs", "dec.maxiter")))
     log.info("MLflow tracking URI: %s", tracking_uri)
 
-    local.init(runner=local.SubprocessRunner(use_venv=False),
-               pipeline_root=str(work_dir / "kfp-outputs"), raise_on_error=False)
+    placement = None
+    if args.runner == "docker":
+        from pipelines.container_runner import docker_runner
+        from pipelines.dag import Placement
+
+        data = None
+        if config.data.dataset != "mnist":  # the containers see it at the same, absolute path
+            data = Path(config.data.dataset).resolve()
+            config = config.with_overrides({"data.dataset": str(data)})
+        runner = docker_runner(args.image, work_dir, tracking_uri, data)
+        placement = Placement(image=args.image, gpu_image=args.image)
+        log.info("steps run in containers of %s", args.image)
+    else:
+        runner = local.SubprocessRunner(use_venv=False)
+    local.init(runner=runner, pipeline_root=str(work_dir / "kfp-outputs"), raise_on_error=False)
     # kfp.local does not cache, and every step logs straight into the run's MLflow run.
-    pipeline = build_pipeline(config, model_name=args.model_name, cache=False)
+    pipeline = build_pipeline(config, placement, model_name=args.model_name, cache=False)
     log_path = work_dir / "logs" / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
     started = time.perf_counter()
     with warnings.catch_warnings(), StepOutput(log_path, show_all=args.verbose) as output:
@@ -532,6 +549,12 @@ def make_parser() -> argparse.ArgumentParser:
     run.add_argument("--model-name", default="dec-mnist", help="registered model name "
                      "(default: %(default)s)")
     run.add_argument("--summary", metavar="FILE.json", help="write the run summary as JSON")
+    run.add_argument("--runner", choices=("subprocess", "docker"), default="subprocess",
+                     help="subprocess: every step in this Python environment (default); "
+                     "docker: every step in a container of --image, as its non-root user, "
+                     "through Docker or podman's Docker API at $DOCKER_HOST")
+    run.add_argument("--image", default=None, help="image of every step with --runner docker "
+                     "(default: the CPU image 'make image-cpu' builds)")
     _add_mode_options(run, cache=False)
     run.set_defaults(func=cmd_run)
 

@@ -84,10 +84,19 @@ def parse_dockerfile(text: str) -> list[Instruction]:
 
 
 def split_stages(text: str) -> list[Stage]:
+    """The stages, with ``FROM ${ARG}`` read as the build does without --build-arg: the
+    default of the ARG declared before the first FROM."""
     stages: list[Stage] = []
+    global_args: dict[str, str] = {}
     for instruction in parse_dockerfile(text):
+        if instruction.keyword == "ARG" and not stages:
+            key, _, value = instruction.args.partition("=")
+            global_args[key.strip()] = value.strip().strip('"')
         if instruction.keyword == "FROM":
-            words = [w for w in instruction.args.split() if not w.startswith("--")]
+            args = re.sub(r"\$\{(\w+)\}|\$(\w+)",
+                          lambda m: global_args.get(m.group(1) or m.group(2), m.group(0)),
+                          instruction.args)
+            words = [w for w in args.split() if not w.startswith("--")]
             name = words[2] if len(words) >= 3 and words[1].upper() == "AS" else None
             stages.append(Stage(image=words[0], name=name))
         elif stages:
@@ -385,15 +394,16 @@ def problems_version(text: str, version: str) -> list[str]:
 
 
 def comparable_instructions(text: str) -> list[tuple[str, str]]:
-    """The instructions with the GPU-specific parts (lock name, labels, NVIDIA_* variables) taken
-    out, for checking that the two Dockerfiles stay in step."""
+    """The instructions with the GPU-specific parts (lock name, labels, NVIDIA_* variables and
+    the driver's library path) taken out, for checking that the two Dockerfiles stay in step."""
     result = []
     for instruction in parse_dockerfile(text):
         if instruction.keyword == "LABEL":
             continue
         args = instruction.args.replace("requirements-gpu.lock", "requirements.lock")
         if instruction.keyword == "ENV":
-            args = " ".join(w for w in args.split() if not w.startswith("NVIDIA_"))
+            args = " ".join(w for w in args.split()
+                            if not w.startswith(("NVIDIA_", "LD_LIBRARY_PATH=")))
         result.append((instruction.keyword, args))
     return result
 
@@ -731,3 +741,68 @@ def test_gpu_dockerfile_differs_from_cpu_only_in_lock_labels_and_nvidia_env():
 def test_in_step_check_can_fail():
     drifted = dockerfile_text("gpu").replace("PYTHONUNBUFFERED=1", "PYTHONUNBUFFERED=0")
     assert comparable_instructions(drifted) != comparable_instructions(dockerfile_text("cpu"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Builds anywhere: another base, pip settings as build secrets, docker or podman
+
+
+@pytest.mark.parametrize("kind", ["cpu", "gpu"])
+def test_the_base_image_is_a_build_argument_defaulting_to_the_pinned_official_image(kind):
+    text = dockerfile_text(kind)
+    assert arg_defaults(text)["BASE_IMAGE"].startswith("python:3.11.14-slim-bookworm@sha256:")
+    assert split_stages(text)[0].image == arg_defaults(text)["BASE_IMAGE"]
+    # The pinning check reads FROM through the ARG: an unpinned default is caught.
+    unpinned = text.replace(arg_defaults(text)["BASE_IMAGE"], "python:3.11-slim")
+    assert problems_base_images(unpinned) == [
+        "FROM python:3.11-slim is not pinned by a sha256 digest"]
+
+
+@pytest.mark.parametrize("kind", ["cpu", "gpu"])
+def test_pip_settings_reach_only_the_install_step_as_build_secrets(kind):
+    text = dockerfile_text(kind)
+    installs = [i for i in parse_dockerfile(text) if i.keyword == "RUN" and "pip install" in i.args
+                and "-r" in i.args.split()]
+    assert installs and all("--mount=type=secret,id=pip_ca" in i.args
+                            and "--mount=type=secret,id=pip_conf" in i.args for i in installs)
+    # Nothing of them is copied, set or left in the image.
+    for instruction in parse_dockerfile(text):
+        if instruction.keyword in ("COPY", "ADD", "ENV", "ARG"):
+            assert "pip.conf" not in instruction.args and "PIP_CERT" not in instruction.args
+            assert "PIP_CONFIG_FILE" not in instruction.args
+
+
+def test_make_passes_base_image_and_pip_secrets_to_either_engine():
+    for engine in ("docker", "podman"):
+        command = make("-n", "image-cpu", f"ENGINE={engine}", "BASE_IMAGE=localhost/base:1",
+                       "PIP_CA=/etc/ca.crt", "PIP_CONF=/etc/pip.conf").strip().splitlines()[-1]
+        assert f"{engine} build" in command
+        assert "--build-arg BASE_IMAGE=localhost/base:1" in command
+        assert "--secret id=pip_ca,src=/etc/ca.crt" in command
+        assert "--secret id=pip_conf,src=/etc/pip.conf" in command
+        # podman reads the project's settings (runc, cgroupfs, ulimits), not /etc's.
+        assert ("source docker/podman-env.sh" in command) == (engine == "podman")
+    plain = make("-n", "image-cpu").strip().splitlines()[-1]
+    assert "BASE_IMAGE" not in plain and "--secret" not in plain
+
+
+def test_the_gpu_image_finds_the_driver_where_gke_mounts_it():
+    env = " ".join(i.args for i in parse_dockerfile(dockerfile_text("gpu")) if i.keyword == "ENV")
+    path = re.search(r"LD_LIBRARY_PATH=(\S+)", env).group(1).split(":")
+    assert "/usr/local/nvidia/lib64" in path
+
+
+def test_podman_settings_stay_under_this_machines_hard_limits(tmp_path):
+    script = (
+        f"DEC_PODMAN_DIR={tmp_path} source {ROOT / 'docker' / 'podman-env.sh'} && "
+        'echo "$CONTAINERS_CONF" && ulimit -Hn'
+    )
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True)
+    conf_path, hard_nofile = out.stdout.split()
+    conf = tomllib.loads(Path(conf_path).read_text())
+    assert conf["engine"]["runtime"] == "runc"
+    assert conf["engine"]["cgroup_manager"] == "cgroupfs"
+    limits = dict(item.split("=") for item in conf["containers"]["default_ulimits"])
+    if hard_nofile != "unlimited":
+        assert int(limits["nofile"].split(":")[1]) <= int(hard_nofile)
+    assert int(limits["nproc"].split(":")[1]) <= 32768

@@ -1,0 +1,122 @@
+"""The whole DAG in the built image under a container engine: how a user checks the images.
+
+Needs an engine at ``$DOCKER_HOST`` (``source docker/podman-env.sh service``) holding the CPU
+image (``make image-cpu``). Without them these tests skip, except where ``DEC_REQUIRE_CONTAINERS``
+is set, as ``.ci/run`` sets it: there a missing engine or image fails the run.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from components.images import CPU_IMAGE
+from pipelines.container_runner import run_container
+
+pytestmark = pytest.mark.e2e
+
+CLI = [sys.executable, "-m", "pipelines.cli"]
+NON_ROOT_UID = 10001
+RUN = ["run", "--runner", "docker", "--preset", "quick", "--set", "dec.maxiter=300"]
+
+
+@pytest.fixture(scope="module")
+def engine():
+    docker = pytest.importorskip("docker")
+    try:
+        client = docker.from_env()
+        client.ping()
+        client.images.get(CPU_IMAGE)
+    except docker.errors.DockerException as error:
+        message = (f"no container engine with {CPU_IMAGE} ({error}); run "
+                   "'source docker/podman-env.sh service' and 'make image-cpu ENGINE=podman'")
+        if os.environ.get("DEC_REQUIRE_CONTAINERS"):
+            pytest.fail(message)
+        pytest.skip(message)
+    yield client
+    client.close()
+
+
+def _cli(args, **kwargs):
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=900, env=env,
+                          **kwargs)
+
+
+@pytest.fixture(scope="module")
+def container_run(engine, tmp_path_factory):
+    work = tmp_path_factory.mktemp("containers")
+    summary_path = work / "summary.json"
+    result = _cli([*RUN, "--work-dir", str(work), "--summary", str(summary_path)])
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return work, json.loads(summary_path.read_text()), result
+
+
+def test_a_failing_container_reports_its_exit_status_and_its_log(engine, capsys):
+    before = {c.id for c in engine.containers.list(all=True)}
+    status = run_container(engine, CPU_IMAGE, ["sh", "-c", "echo the-last-words >&2; exit 3"],
+                           volumes={})
+    assert status == 3
+    assert "the-last-words" in capsys.readouterr().out
+    assert {c.id for c in engine.containers.list(all=True)} == before  # nothing left behind
+
+
+def test_every_step_ran_in_the_image_as_its_non_root_user(container_run):
+    work, summary, result = container_run
+    assert summary["alias"] == "champion" and summary["n_samples"] == 2000
+    assert "DEC pipeline finished" in result.stdout
+    outputs = work / "kfp-outputs"
+    written = [p for p in outputs.rglob("*") if p.is_file()]
+    steps = {p.relative_to(outputs).parts[1] for p in written}
+    assert {"ingest", "pretrain", "kmeans-init", "dec-train", "evaluate", "register"} <= steps
+    assert {p.stat().st_uid for p in written} == {NON_ROOT_UID}
+
+
+def test_the_champion_is_registered_and_a_fresh_process_predicts_with_it(container_run,
+                                                                         mnist_subset):
+    from mlflow import MlflowClient
+
+    work, summary, _ = container_run
+    client = MlflowClient(summary["tracking_uri"])
+    run = client.get_run(summary["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert {f"phase_seconds.{p}" for p in summary["phase_seconds"]} <= set(run.data.metrics)
+    champion = client.get_model_version_by_alias("dec-mnist", "champion")
+    assert str(champion.version) == summary["model_version"]
+    # The quick preset reaches about 0.76 on these 2,000 digits.
+    assert summary["acc"] > 0.6
+
+    npz = work / "probe.npz"
+    np.savez(npz, x=(mnist_subset.x[:40] * 255).round().astype(np.uint8).reshape(40, 28, 28))
+    out = work / "probe.csv"
+    result = _cli(["predict", "--model", "models:/dec-mnist@champion", "--input", str(npz),
+                   "--output", str(out), "--mlflow-uri", summary["tracking_uri"]])
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = out.read_text().splitlines()
+    assert lines[0] == "index,cluster,label,confidence" and len(lines) == 41
+
+
+def test_a_failing_step_fails_the_run_with_one_clear_line(container_run, tmp_path):
+    from mlflow import MlflowClient
+
+    work, summary, _ = container_run
+    broken = tmp_path / "broken.npz"  # outside the work dir: mounted read-only for ingest
+    broken.write_bytes(b"PK\x03\x04 this is not really a zip file")
+    result = _cli([*RUN, "--dataset", str(broken), "--work-dir", str(work)])
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ingest: ") and str(broken) in last
+    assert "pretrain: started" not in result.stdout
+    versions = MlflowClient(summary["tracking_uri"]).search_model_versions("name='dec-mnist'")
+    assert [str(v.version) for v in versions] == [summary["model_version"]]
+
+
+def test_a_missing_image_is_one_line_before_anything_runs(engine, tmp_path):
+    result = _cli([*RUN, "--image", "localhost/no-such-image:0", "--work-dir", str(tmp_path)])
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: --image localhost/no-such-image:0: no such image in the container engine; "
+        "build it with 'make image-cpu' (see the README)"]
