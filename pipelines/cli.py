@@ -62,10 +62,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pipelines.dag import build_pipeline, pipeline_arguments
 
     config = build_config(args)
-    if args.runner == "docker" and not args.image:
-        from components.images import CPU_IMAGE
-
-        args.image = CPU_IMAGE
     work_dir = writable_work_dir(args.work_dir)
     tracking_uri = _credentials_to_env(args.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI")
                                        or tracking.sqlite_uri(work_dir))
@@ -80,20 +76,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                        if k in ("seed", "data.n_samples", "pretrain.epochs", "dec.maxiter")))
     log.info("MLflow tracking URI: %s", tracking_uri)
 
-    placement = None
-    if args.runner == "docker":
-        from pipelines.container_runner import docker_runner
-        from pipelines.dag import Placement
-
-        data = None
-        if config.data.dataset != "mnist":  # the containers see it at the same, absolute path
-            data = Path(config.data.dataset).resolve()
-            config = config.with_overrides({"data.dataset": str(data)})
-        runner = docker_runner(args.image, work_dir, tracking_uri, data)
-        placement = Placement(image=args.image, gpu_image=args.image)
-        log.info("steps run in containers of %s", args.image)
-    else:
-        runner = local.SubprocessRunner(use_venv=False)
+    runner, placement, config = _local_runner(args, config, work_dir, tracking_uri)
     local.init(runner=runner, pipeline_root=str(work_dir / "kfp-outputs"), raise_on_error=False)
     # kfp.local does not cache, and every step logs straight into the run's MLflow run.
     pipeline = build_pipeline(config, placement, model_name=args.model_name, cache=False)
@@ -124,6 +107,28 @@ def cmd_run(args: argparse.Namespace) -> int:
         Path(args.summary).parent.mkdir(parents=True, exist_ok=True)
         Path(args.summary).write_text(json.dumps(summary, indent=2) + "\n")
     return 0
+
+
+def _local_runner(args: argparse.Namespace, config: RunConfig, work_dir: Path,
+                  tracking_uri: str):
+    """kfp.local's runner for ``--runner``, the placement of the steps, and ``config`` with a
+    local data set's path made absolute where the containers see it."""
+    from kfp import local
+
+    if args.runner != "docker":
+        return local.SubprocessRunner(use_venv=False), None, config
+    from components.images import CPU_IMAGE
+    from pipelines.container_runner import docker_runner
+    from pipelines.dag import Placement
+
+    image = args.image or CPU_IMAGE
+    data = None
+    if config.data.dataset != "mnist" and "://" not in config.data.dataset:
+        data = Path(config.data.dataset).resolve()
+        config = config.with_overrides({"data.dataset": str(data)})
+    runner = docker_runner(image, work_dir, tracking_uri, data)
+    log.info("every step runs in a container of %s", image)
+    return runner, Placement(image=image, gpu_image=image), config
 
 
 def writable_work_dir(path: str) -> Path:
