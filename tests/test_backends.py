@@ -87,7 +87,7 @@ def test_the_run_key_constant_is_kfps_job_id_placeholder():
 
 
 def test_an_unknown_target_is_one_error_naming_the_targets():
-    with pytest.raises(ConfigError, match="2.15, 2.5, 2.2"):
+    with pytest.raises(ConfigError, match=r"2\.15, 2\.5, 2\.2"):
         backends.backend("2.0")
 
 
