@@ -59,9 +59,9 @@ class Backend:
 BACKENDS = {
     "2.15": Backend("2.15", "KFP 2.15 and later", PIPELINE_JOB_ID,
                     optional_secret=True, parameterised_names=True, retries=True),
-    "2.5": Backend("2.5", "KFP 2.5 to 2.14", PIPELINE_JOB_ID,
+    "2.5": Backend("2.5", "KFP 2.5 to 2.14 (Kubeflow 1.10.1, 1.10.2)", PIPELINE_JOB_ID,
                    optional_secret=False, parameterised_names=True, retries=True),
-    "2.2": Backend("2.2", "KFP 2.2 to 2.4 (Kubeflow 1.9.x)", WORKFLOW_UID,
+    "2.2": Backend("2.2", "KFP 2.2 to 2.4 (Kubeflow 1.9, 1.10.0)", WORKFLOW_UID,
                    optional_secret=False, parameterised_names=False, retries=False),
 }
 DEFAULT_BACKEND = "2.15"

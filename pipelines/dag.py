@@ -221,7 +221,7 @@ def build_pipeline(config: "RunConfig | None" = None, placement: "Placement | No
 
     @dsl.pipeline(name=PIPELINE_NAME,
                   description="Deep Embedded Clustering: pretrain, initialise clusters, DEC, "
-                              "evaluate, register in MLflow.")
+                              f"evaluate, register in MLflow. Runs on {backend.covers}.")
     def dec_pipeline(
         seed: int = c.seed,
         data: dict = sections["data"],

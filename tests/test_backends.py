@@ -82,6 +82,13 @@ def test_compile_says_which_secret_keys_a_target_requires(tmp_path, capsys, targ
     assert all((key in out) is required for key in MLFLOW_SECRET_KEYS)
 
 
+@pytest.mark.parametrize("target", list(backends.BACKENDS))
+def test_the_package_names_the_backends_it_runs_on(packages, target):
+    spec, _ = packages[target]
+    assert spec["pipelineInfo"]["description"].endswith(
+        f"Runs on {backends.BACKENDS[target].covers}.")
+
+
 def test_the_run_key_constant_is_kfps_job_id_placeholder():
     assert backends.PIPELINE_JOB_ID == dsl.PIPELINE_JOB_ID_PLACEHOLDER
 
