@@ -174,12 +174,12 @@ def check_resource_name(name: str) -> str:
     return name
 
 
-def _on_gpu(task: dsl.PipelineTask, p: Placement, gpus: int) -> None:
+def _on_gpu(task: dsl.PipelineTask, p: Placement, gpus: int, check: bool = True) -> None:
     task.set_accelerator_type(p.accelerator).set_accelerator_limit(gpus)
-    # The step checks that TensorFlow sees them (dec_lib.devices) before it loads any data.
-    task.set_env_variable(GPUS_ENV, str(gpus))
-    if p.allow_cpu_fallback:
-        task.set_env_variable(CPU_FALLBACK_ENV, "1")
+    if check:  # the step checks that TensorFlow sees them (dec_lib.devices) before any data
+        task.set_env_variable(GPUS_ENV, str(gpus))
+        if p.allow_cpu_fallback:
+            task.set_env_variable(CPU_FALLBACK_ENV, "1")
     if p.gpu_node_selector is not None:
         kubernetes.add_node_selector(task, *p.gpu_node_selector)
     for toleration in p.gpu_tolerations:
@@ -194,16 +194,14 @@ def _place(task: dsl.PipelineTask, step: str, image: str) -> dsl.PipelineTask:
             .set_cpu_limit(r.cpu_limit).set_memory_limit(r.memory_limit))
 
 
-LOCAL_PLACEMENT = Placement(allow_cpu_fallback=True)
-"""The placement when none is given: the local runners, which have no GPU to give a step."""
-
-
 def build_pipeline(config: "RunConfig | None" = None, placement: "Placement | None" = None,
                    model_name: str = DEFAULT_MODEL_NAME, cache: bool = True,
                    backend: Backend = BACKENDS[DEFAULT_BACKEND]):
     """The pipeline whose parameter defaults are ``config`` (the ``default`` preset if None).
 
-    ``placement`` None is ``LOCAL_PLACEMENT``: a cluster package names its own. ``backend`` is
+    ``placement`` None means the local runners: ``Placement()``'s defaults, but no step is
+    told to expect a GPU, since kfp.local gives none. A cluster package names its placement,
+    and GPU steps fail at once without their GPUs unless it allows CPU fallback. ``backend`` is
     the oldest KFP backend the package must run on (``pipelines.backends``); it decides the run
     key every uncached step gets, a key unique to each run, recurring runs included.
 
@@ -216,7 +214,8 @@ def build_pipeline(config: "RunConfig | None" = None, placement: "Placement | No
     later step logs to the pipeline's MLflow run, and registration must always happen.
     """
     c = config or preset("default")
-    p = placement or LOCAL_PLACEMENT
+    p = placement or Placement()
+    check_gpus = placement is not None
     sections = _sections(c)
 
     @dsl.pipeline(name=PIPELINE_NAME,
@@ -251,7 +250,7 @@ def build_pipeline(config: "RunConfig | None" = None, placement: "Placement | No
                                      **{**run, "run_key": "" if cache_pretrain
                                         else run["run_key"]}),
                             "pretrain", p.gpu_image)
-        _on_gpu(trained_ae, p, p.gpus)
+        _on_gpu(trained_ae, p, p.gpus, check_gpus)
         if p.checkpoint_pvc:
             kubernetes.mount_pvc(trained_ae, pvc_name=p.checkpoint_pvc,
                                  mount_path=CHECKPOINT_MOUNT)
@@ -264,7 +263,7 @@ def build_pipeline(config: "RunConfig | None" = None, placement: "Placement | No
                                      **run), "dec_train",
                            p.gpu_image if p.dec_on_gpu else p.image)
         if p.dec_on_gpu:
-            _on_gpu(clustered, p, 1)
+            _on_gpu(clustered, p, 1, check_gpus)
         scored = _place(evaluate(dataset=ingested.outputs["dataset"],
                                  model=clustered.outputs["model"],
                                  autoencoder=trained_ae.outputs["model"], **run),
