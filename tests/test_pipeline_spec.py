@@ -138,9 +138,10 @@ def test_every_step_reads_mlflow_from_an_optional_secret(fixture, request):
         (secret,) = _kubernetes(spec, platform, task)["secretAsEnv"]
         assert secret["secretName"] == name
         assert secret["secretNameParameter"]["runtimeValue"]["constant"] == name
-        # kfp-kubernetes marks the Secret optional as a whole; the KFP driver copies it onto
-        # every key's secretKeyRef, so a missing Secret or a missing key leaves that variable
-        # unset (a cluster without auth has no username or password).
+        # kfp-kubernetes marks the Secret optional as a whole; the KFP driver (2.15 on) copies
+        # it onto every key's secretKeyRef, so a missing Secret or a missing key leaves that
+        # variable unset (a cluster without auth has no username or password). Older targets:
+        # tests/test_backends.py.
         assert secret["optional"] is True
         assert {k["secretKey"]: k["envVar"] for k in secret["keyToEnv"]} == {
             key: key for key in MLFLOW_SECRET_KEYS}
