@@ -139,6 +139,31 @@ class _Checkpoint:
         self.optimizer = self.directory / "optimizer.npz"
         self.state = self.directory / "state.json"
 
+    @classmethod
+    def writable(cls, directory: str | os.PathLike) -> _Checkpoint | None:
+        """A checkpoint in ``directory`` if this process can write there, else None and one
+        warning.
+
+        A volume mounted by Kubernetes belongs to root unless the pod's ``fsGroup`` says
+        otherwise, which kfp-kubernetes cannot set, and the image runs as uid 10001: failing
+        would fail every retry the same way, while training without checkpoints only loses
+        the resumption.
+        """
+        directory = Path(directory)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            probe = directory / f".write-test-{os.getpid()}"
+            probe.touch()
+            probe.unlink()
+        except OSError as error:
+            uid = os.getuid() if hasattr(os, "getuid") else "?"
+            log.warning("checkpoint folder %s is not writable by uid %s (%s): pretraining goes "
+                        "on without checkpoints, so a retried pod starts over; make the volume "
+                        "writable (README, 'Checkpoint volume')", directory, uid,
+                        error.strerror or error)
+            return None
+        return cls(directory)
+
     def save(self, model: keras.Model, optimizer: keras.optimizers.Optimizer,
              epoch: int, losses: list[float]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -206,6 +231,9 @@ def pretrain_autoencoder(
 ) -> PretrainResult:
     """Minimise reconstruction MSE; resumes from ``checkpoint_dir`` when one is there.
 
+    A ``checkpoint_dir`` this process cannot write is one warning, and training without
+    checkpoints.
+
     ``strategy`` (default: ``distribution_strategy()``, mirrored over several GPUs, else none)
     trains a copy of ``autoencoder`` on its replicas, whose weights come back at the end.
 
@@ -223,7 +251,7 @@ def pretrain_autoencoder(
         # Trains a copy computing in the configured precision; its weights come back at the end.
         compute = (_replica_copy(autoencoder, config.precision, strategy) if strategy is not None
                    else with_precision(autoencoder, config.precision))
-        checkpoint = _Checkpoint(checkpoint_dir) if checkpoint_dir else None
+        checkpoint = _Checkpoint.writable(checkpoint_dir) if checkpoint_dir else None
         start_epoch, losses = (0, [])
         if checkpoint is not None:
             start_epoch, losses = checkpoint.restore(compute, optimizer)

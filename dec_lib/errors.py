@@ -35,3 +35,7 @@ class NotFittedError(DecError, AttributeError):
 
 class TrackingError(DecError, RuntimeError):
     """MLflow could not be reached or refused an operation after retries."""
+
+
+class DeviceError(DecError, RuntimeError):
+    """A step placed on GPUs where TensorFlow sees fewer of them: a driver or image problem."""

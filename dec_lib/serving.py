@@ -183,13 +183,13 @@ def log_and_register(
     """
     from mlflow import MlflowClient
 
-    from dec_lib.tracking import with_retries
+    from dec_lib.tracking import filter_literal, with_retries
 
     client = MlflowClient()
     # A retried step (its pod preempted after registering) must not register twice: the
     # version tagged with this pipeline run's MLflow run is the one.
     earlier = with_retries(lambda: client.search_model_versions(
-        f"name='{model_name}' and tags.mlflow_run_id='{run_id}'"),
+        f"name={filter_literal(model_name, 'model_name')} and tags.mlflow_run_id='{run_id}'"),
         f"look for this run's version of {model_name!r}")
     if earlier:
         # Search results carry no aliases; the version itself does.
@@ -224,10 +224,10 @@ def _one_version_per_run(client, model_name: str, run_id: str, version: Any) -> 
     MLflow's HTTP layer resends a create request whose answer was lost; the server may have
     registered the first. The oldest version tagged with the run stays, the others go.
     """
-    from dec_lib.tracking import with_retries
+    from dec_lib.tracking import filter_literal, with_retries
 
     mine = with_retries(lambda: client.search_model_versions(
-        f"name='{model_name}' and tags.mlflow_run_id='{run_id}'"),
+        f"name={filter_literal(model_name, 'model_name')} and tags.mlflow_run_id='{run_id}'"),
         f"look for duplicate versions of {model_name!r}")
     if len(mine) <= 1:
         return version

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from dec_lib import tracking
+from dec_lib import devices, thread_pools, tracking
 from dec_lib.config import RunConfig
 from dec_lib.data import load_dataset, read_dataset, save_dataset
 from dec_lib.errors import DecError
@@ -85,6 +85,18 @@ class TrackingContext:
         return dataclasses.replace(self, run_key=f"{step}-{key.hexdigest()[:16]}")
 
 
+def begin(step: str, tensorflow: bool = True) -> None:
+    """What every step does first, in this order.
+
+    Logging; thread pools sized to the pod's CPU limit, which must happen before TensorFlow and
+    numba start their pools; then, on a step given GPUs, the check that TensorFlow sees them,
+    before any data is read, so a node without a working GPU fails in seconds with one line.
+    """
+    setup_logging()
+    thread_pools.size_thread_pools(tensorflow=tensorflow)
+    devices.check_gpus(step)
+
+
 def config_from_sections(seed: int = 0, **sections: dict[str, Any]) -> RunConfig:
     """A validated RunConfig from the sections a step receives; the others keep defaults."""
     return RunConfig.from_dict({"seed": seed, **sections})
@@ -114,7 +126,7 @@ def fingerprint(x: np.ndarray) -> str:
 
 @user_errors_exit
 def ingest(data: dict, seed: int, out_path: str, ctx: TrackingContext) -> dict[str, Any]:
-    setup_logging()
+    begin("ingest", tensorflow=False)
     config = config_from_sections(seed, data=data)
     ctx = ctx.own("ingest", data, seed)
     with ctx.step("ingest") as run:
@@ -146,7 +158,7 @@ def ingest(data: dict, seed: int, out_path: str, ctx: TrackingContext) -> dict[s
 def pretrain(dataset_path: str, autoencoder: dict, pretrain: dict, seed: int, out_path: str,
              ctx: TrackingContext, checkpoint_root: str = "", registry: dict | None = None,
              model_name: str = "") -> dict[str, Any]:
-    setup_logging()
+    begin("pretrain")
     config = config_from_sections(seed, autoencoder=autoencoder, pretrain=pretrain,
                                   registry=registry or {})
     dataset = read_dataset(dataset_path)
@@ -254,7 +266,7 @@ def kmeans_init(dataset_path: str, autoencoder_path: str, init: dict, dec: dict,
                 out_path: str, ctx: TrackingContext,
                 upstream: dict[str, dict] | None = None) -> dict[str, Any]:
     """``upstream``: the cacheable steps' MLflow records by step name, adopted into this run."""
-    setup_logging()
+    begin("kmeans_init")
     from sklearn.metrics import normalized_mutual_info_score
 
     from dec_lib.autoencoder import embed, encoder_of
@@ -331,7 +343,7 @@ def read_init(path: str) -> tuple[np.ndarray, np.ndarray]:
 def dec_train(dataset_path: str, autoencoder_path: str, centres_path: str, dec: dict,
               seed: int, out_path: str, ctx: TrackingContext,
               data_unchanged: bool = False) -> dict[str, Any]:
-    setup_logging()
+    begin("dec_train")
     from dec_lib.autoencoder import encoder_of
     from dec_lib.metrics import cluster_accuracy
     from dec_lib.model_io import load_model, save_model
@@ -402,7 +414,7 @@ def evaluate(dataset_path: str, model_path: str, report_path: str, ctx: Tracking
     (``autoencoder_path`` for pretraining); ``figures_dir`` keeps the figures and the report,
     else they live in a temporary folder only long enough to reach MLflow.
     """
-    setup_logging()
+    begin("evaluate")
     import tempfile
 
     from dec_lib.autoencoder import embed
@@ -481,7 +493,7 @@ def register(model_path: str, report_path: str, model_name: str, work_dir: str,
     With ``dataset_path`` the candidate and the current champion are scored on that data; without
     it the first version becomes champion and later ones challengers.
     """
-    setup_logging()
+    begin("register")
     import mlflow
 
     from dec_lib.serving import CHAMPION, champion_version, log_and_register

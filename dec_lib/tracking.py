@@ -2,12 +2,13 @@
 
 Each step runs in its own process (its own pod on a cluster), so the steps cannot hand a run
 object to each other. They agree on the run through a key that is unique per pipeline run (the
-KFP job name): the first step to arrive creates the run and tags it with the key, later steps
+KFP run's id): the first step to arrive creates the run and tags it with the key, later steps
 find it by the tag.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -19,11 +20,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlparse
 
-from dec_lib.errors import TrackingError
+from dec_lib.errors import ConfigError, TrackingError
 
 log = logging.getLogger(__name__)
 
 RUN_KEY_TAG = "dec.pipeline_run"
+RUN_KEY_DIGEST_TAG = "dec.pipeline_run_sha256"
+"""The run key's SHA-256, which the steps search by: a key may hold any character, a digest
+only hex digits, which a filter string cannot misread."""
 DEFAULT_EXPERIMENT = "dec"
 
 T = TypeVar("T")
@@ -153,22 +157,54 @@ def configure(uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT) -> s
     return experiment_id
 
 
+def filter_literal(value: str, setting: str) -> str:
+    """``value`` quoted for an MLflow search filter, where ``setting`` names where it came from.
+
+    MLflow's filter parser has no escapes (``'it''s'`` and ``'it\\'s'`` match nothing), so a value
+    is quoted with the quote it does not contain; one holding both cannot be searched for.
+    """
+    if "'" not in value:
+        return f"'{value}'"
+    if '"' not in value:
+        return f'"{value}"'
+    raise ConfigError(setting, f"{value!r} holds both ' and \", which an MLflow search cannot "
+                      "express; choose a name without one of them")
+
+
+def check_run_key(run_key: str) -> str:
+    """``run_key`` if it can key one pipeline run's MLflow run.
+
+    An empty key would put every run into one MLflow run, and a key still in ``{{...}}`` is a
+    placeholder the backend left alone, the same for every run: KFP backends before 2.5 resolve
+    no ``{{$.pipeline_job_*}}`` placeholder.
+    """
+    if not run_key.strip():
+        raise ConfigError("run_key", "is empty: every pipeline run needs a key of its own (the "
+                          "compiled pipeline passes the run's id)")
+    if run_key.startswith("{{") and run_key.endswith("}}"):
+        raise ConfigError("run_key", f"{run_key} reached the step unresolved: this KFP backend "
+                          "is older than 2.5; compile with --kfp-backend 2.2")
+    return run_key
+
+
 def find_or_create_run(run_key: str, experiment_id: str) -> str:
     """The id of the MLflow run for pipeline run ``run_key``."""
     import mlflow
 
     client = mlflow.MlflowClient()
+    digest = hashlib.sha256(run_key.encode()).hexdigest()
 
     def find() -> str | None:
-        runs = client.search_runs([experiment_id], f"tags.`{RUN_KEY_TAG}` = '{run_key}'",
+        runs = client.search_runs([experiment_id], f"tags.`{RUN_KEY_DIGEST_TAG}` = '{digest}'",
                                   max_results=1, order_by=["attributes.start_time ASC"])
         return runs[0].info.run_id if runs else None
 
     run_id = with_retries(find, f"look up the run of {run_key!r}")
     if run_id is None:
-        run = with_retries(lambda: client.create_run(experiment_id, run_name=run_key,
-                                                     tags={RUN_KEY_TAG: run_key}),
-                           f"create the run of {run_key!r}")
+        run = with_retries(lambda: client.create_run(
+            experiment_id, run_name=run_key, tags={RUN_KEY_TAG: run_key,
+                                                   RUN_KEY_DIGEST_TAG: digest}),
+            f"create the run of {run_key!r}")
         run_id = run.info.run_id
     return run_id
 
@@ -185,6 +221,7 @@ def step_run(run_key: str, step: str, *, tracking_uri: str | None = None,
     """
     import mlflow
 
+    check_run_key(run_key)
     experiment_id = configure(tracking_uri, experiment)
     run_id = find_or_create_run(run_key, experiment_id)
     started = time.perf_counter()

@@ -18,6 +18,7 @@ from pathlib import Path
 from dec_lib.config import PRESETS, RunConfig, preset
 from dec_lib.errors import DecError
 from dec_lib.progress import LINE_PATTERN, format_duration, setup_logging
+from pipelines.backends import BACKENDS, DEFAULT_BACKEND
 
 log = logging.getLogger("dec.cli")
 
@@ -128,7 +129,8 @@ def _local_runner(args: argparse.Namespace, config: RunConfig, work_dir: Path,
         config = config.with_overrides({"data.dataset": str(data)})
     runner = docker_runner(image, work_dir, tracking_uri, data)
     log.info("every step runs in a container of %s", image)
-    return runner, Placement(image=image, gpu_image=image), config
+    # No GPU is asked of a local container: pretraining runs on the CPU image too.
+    return runner, Placement(image=image, gpu_image=image, allow_cpu_fallback=True), config
 
 
 def writable_work_dir(path: str) -> Path:
@@ -246,18 +248,42 @@ def _print_summary(summary: dict) -> None:
 # -------------------------------------------------------------------------------------- compile
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    from kfp import compiler
-
+    from pipelines.backends import compile_package
     from pipelines.dag import build_pipeline
 
     placement = _placement(args)
+    target = _backend(args)
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     config = build_config(args)
-    compiler.Compiler().compile(build_pipeline(config, placement, cache=args.cache,
-                                               model_name=args.model_name), str(output))
+    compile_package(build_pipeline(config, placement, cache=args.cache,
+                                   model_name=args.model_name, backend=target),
+                    str(output), target)
     print(f"compiled {output} ({_describe(placement)})")
+    _print_backend_notes(placement, target)
     return 0
+
+
+def _backend(args: argparse.Namespace):
+    from pipelines.backends import backend
+
+    return backend(args.kfp_backend)
+
+
+def _print_backend_notes(placement, target) -> None:
+    """What the user must know about running on ``target``: printed with the package."""
+    from pipelines.backends import required_secret_keys
+    from pipelines.dag import MLFLOW_SECRET_KEYS
+
+    print(f"for {target.covers}")
+    required = required_secret_keys(target, MLFLOW_SECRET_KEYS)
+    if required:
+        print(f"  Secret {placement.mlflow_secret!r} is required, with every key: "
+              f"{', '.join(required)} (an unused one may be empty); without it pods do not "
+              "start")
+    if not target.retries:
+        print("  retries are not compiled before KFP 2.4.1: a failed or preempted pretraining "
+              "fails the run")
 
 
 def _placement(args: argparse.Namespace):
@@ -268,7 +294,8 @@ def _placement(args: argparse.Namespace):
              "gpu_node_selector": args.gpu_node_selector,
              "gpu_tolerations": tuple(args.gpu_toleration) if args.gpu_toleration else None,
              "dec_on_gpu": args.dec_on_gpu or None, "mlflow_secret": args.mlflow_secret,
-             "checkpoint_pvc": args.checkpoint_pvc}
+             "checkpoint_pvc": args.checkpoint_pvc,
+             "allow_cpu_fallback": args.allow_cpu_fallback or None}
     return Placement(**{k: v for k, v in given.items() if v is not None})
 
 
@@ -277,9 +304,10 @@ def _describe(placement) -> str:
     nodes = "=".join(placement.gpu_node_selector) if placement.gpu_node_selector else "any"
     checkpoints = (f"PVC {placement.checkpoint_pvc} at {placement.checkpoint_root}"
                    if placement.checkpoint_pvc else "none (a retry restarts pretraining)")
+    fallback = ", or the CPU" if placement.allow_cpu_fallback else ""
     return (f"images {placement.image}, {placement.gpu_image}; {gpu_steps} on "
-            f"{placement.gpus} GPU(s), nodes {nodes}; MLflow Secret {placement.mlflow_secret}; "
-            f"checkpoints {checkpoints}")
+            f"{placement.gpus} GPU(s){fallback}, nodes {nodes}; MLflow Secret "
+            f"{placement.mlflow_secret}; checkpoints {checkpoints}")
 
 
 # -------------------------------------------------------------------------------------- predict
@@ -358,17 +386,18 @@ def _client(args: argparse.Namespace):
 
 
 def _compiled_package(args: argparse.Namespace, directory: str) -> tuple[str, dict]:
-    from kfp import compiler
-
+    from pipelines.backends import compile_package
     from pipelines.dag import build_pipeline, pipeline_arguments
 
     config = build_config(args)
     placement = _placement(args)
+    target = _backend(args)
     path = os.path.join(directory, "dec-pipeline.yaml")
     # Recurring runs read data that changes under the same path: never serve it from a cache.
     cache = args.cache and args.command != "schedule"
-    compiler.Compiler().compile(build_pipeline(config, placement, model_name=args.model_name,
-                                               cache=cache), path)
+    compile_package(build_pipeline(config, placement, model_name=args.model_name, cache=cache,
+                                   backend=target), path, target)
+    _print_backend_notes(placement, target)
     arguments = pipeline_arguments(config, model_name=args.model_name)
     if args.mlflow_uri:
         from dec_lib import tracking
@@ -496,12 +525,21 @@ def _add_placement_options(parser: argparse.ArgumentParser) -> None:
                        help="run DEC training on a GPU node too (one GPU)")
     group.add_argument("--mlflow-secret", metavar="NAME", type=_from_dag("check_resource_name"),
                        help="Secret holding the MLflow URI and credentials; it and each of "
-                       "its keys are optional (default: mlflow-credentials)")
+                       "its keys are optional from KFP 2.15, required before "
+                       "(default: mlflow-credentials)")
     group.add_argument("--checkpoint-pvc", metavar="NAME", type=_from_dag("check_resource_name"),
                        help="PersistentVolumeClaim mounted on the pretraining pod at "
                        "/mnt/dec-checkpoints, which becomes checkpoint_root, so that a retried "
                        "pod resumes from its last checkpoint (ReadWriteMany, or one run at a "
-                       "time)")
+                       "time; writable by uid 10001, see the README)")
+    group.add_argument("--allow-cpu-fallback", action="store_true",
+                       help="let a GPU step train on the CPU when TensorFlow sees no GPU "
+                       "(default: it fails at once, naming the cause)")
+    group.add_argument("--kfp-backend", choices=list(BACKENDS), default=DEFAULT_BACKEND,
+                       help="the oldest KFP backend version the package must run on: "
+                       + "; ".join(f"{v}: {b.covers}" for v, b in BACKENDS.items())
+                       + " (default: %(default)s; older targets make the Secret's keys "
+                       "required)")
 
 
 def _positive_int(text: str) -> int:

@@ -14,8 +14,10 @@ from kfp.dsl import Artifact
 from components import dec_train, evaluate, ingest, kmeans_init, pretrain, register
 from components.images import CPU_IMAGE, GPU_IMAGE
 from dec_lib.config import RunConfig, preset
+from dec_lib.devices import CPU_FALLBACK_ENV, GPUS_ENV
 from dec_lib.errors import ConfigError
 from dec_lib.tracking import DEFAULT_EXPERIMENT
+from pipelines.backends import BACKENDS, DEFAULT_BACKEND, Backend
 
 PIPELINE_NAME = "dec-pipeline"
 DEFAULT_MODEL_NAME = "dec-mnist"
@@ -124,7 +126,9 @@ class Placement:
     Pretraining always goes to a GPU node (``gpus`` of them; more than one trains with
     ``tf.distribute.MirroredStrategy``), DEC training too with ``dec_on_gpu`` (on one GPU: its
     loop is single-device). ``gpu_tolerations`` replace the default toleration of NVIDIA's
-    taint. Every step reads MLflow's URI and credentials from the optional Secret
+    taint. A GPU step where TensorFlow sees no GPU fails at once (a missing driver library would
+    otherwise make TensorFlow train on the CPU, silently and many times slower), unless
+    ``allow_cpu_fallback``. Every step reads MLflow's URI and credentials from the optional Secret
     ``mlflow_secret``. With ``checkpoint_pvc``, pretraining checkpoints go to that volume, so a
     retried pod resumes; without it a retry starts pretraining over.
     """
@@ -138,6 +142,7 @@ class Placement:
     dec_on_gpu: bool = False
     mlflow_secret: str = DEFAULT_MLFLOW_SECRET
     checkpoint_pvc: str | None = None
+    allow_cpu_fallback: bool = False
 
     def __post_init__(self):
         if isinstance(self.gpus, bool) or not isinstance(self.gpus, int) or self.gpus < 1:
@@ -169,8 +174,12 @@ def check_resource_name(name: str) -> str:
     return name
 
 
-def _on_gpu(task: dsl.PipelineTask, p: Placement, gpus: int) -> None:
+def _on_gpu(task: dsl.PipelineTask, p: Placement, gpus: int, check: bool = True) -> None:
     task.set_accelerator_type(p.accelerator).set_accelerator_limit(gpus)
+    if check:  # the step checks that TensorFlow sees them (dec_lib.devices) before any data
+        task.set_env_variable(GPUS_ENV, str(gpus))
+        if p.allow_cpu_fallback:
+            task.set_env_variable(CPU_FALLBACK_ENV, "1")
     if p.gpu_node_selector is not None:
         kubernetes.add_node_selector(task, *p.gpu_node_selector)
     for toleration in p.gpu_tolerations:
@@ -186,8 +195,15 @@ def _place(task: dsl.PipelineTask, step: str, image: str) -> dsl.PipelineTask:
 
 
 def build_pipeline(config: "RunConfig | None" = None, placement: "Placement | None" = None,
-                   model_name: str = DEFAULT_MODEL_NAME, cache: bool = True):
+                   model_name: str = DEFAULT_MODEL_NAME, cache: bool = True,
+                   backend: Backend = BACKENDS[DEFAULT_BACKEND]):
     """The pipeline whose parameter defaults are ``config`` (the ``default`` preset if None).
+
+    ``placement`` None means the local runners: ``Placement()``'s defaults, but no step is
+    told to expect a GPU, since kfp.local gives none. A cluster package names its placement,
+    and GPU steps fail at once without their GPUs unless it allows CPU fallback. ``backend`` is
+    the oldest KFP backend the package must run on (``pipelines.backends``); it decides the run
+    key every uncached step gets, a key unique to each run, recurring runs included.
 
     With ``cache``, ingest and pretraining are cacheable by their inputs: a rerun with the same
     data settings and pretraining configuration reuses their outputs. They then log to MLflow
@@ -199,11 +215,12 @@ def build_pipeline(config: "RunConfig | None" = None, placement: "Placement | No
     """
     c = config or preset("default")
     p = placement or Placement()
+    check_gpus = placement is not None
     sections = _sections(c)
 
     @dsl.pipeline(name=PIPELINE_NAME,
                   description="Deep Embedded Clustering: pretrain, initialise clusters, DEC, "
-                              "evaluate, register in MLflow.")
+                              f"evaluate, register in MLflow. Runs on {backend.covers}.")
     def dec_pipeline(
         seed: int = c.seed,
         data: dict = sections["data"],
@@ -217,7 +234,8 @@ def build_pipeline(config: "RunConfig | None" = None, placement: "Placement | No
         experiment: str = DEFAULT_EXPERIMENT,
         checkpoint_root: str = p.checkpoint_root,
     ) -> Artifact:
-        run = {"run_key": dsl.PIPELINE_JOB_NAME_PLACEHOLDER, "tracking_uri": tracking_uri,
+        # The run's id, not its display name: recurring runs have none, and names repeat.
+        run = {"run_key": backend.run_key, "tracking_uri": tracking_uri,
                "experiment": experiment}
 
         cache_pretrain = cache and not c.registry.warm_start
@@ -232,7 +250,7 @@ def build_pipeline(config: "RunConfig | None" = None, placement: "Placement | No
                                      **{**run, "run_key": "" if cache_pretrain
                                         else run["run_key"]}),
                             "pretrain", p.gpu_image)
-        _on_gpu(trained_ae, p, p.gpus)
+        _on_gpu(trained_ae, p, p.gpus, check_gpus)
         if p.checkpoint_pvc:
             kubernetes.mount_pvc(trained_ae, pvc_name=p.checkpoint_pvc,
                                  mount_path=CHECKPOINT_MOUNT)
@@ -245,7 +263,7 @@ def build_pipeline(config: "RunConfig | None" = None, placement: "Placement | No
                                      **run), "dec_train",
                            p.gpu_image if p.dec_on_gpu else p.image)
         if p.dec_on_gpu:
-            _on_gpu(clustered, p, 1)
+            _on_gpu(clustered, p, 1, check_gpus)
         scored = _place(evaluate(dataset=ingested.outputs["dataset"],
                                  model=clustered.outputs["model"],
                                  autoencoder=trained_ae.outputs["model"], **run),
@@ -260,7 +278,8 @@ def build_pipeline(config: "RunConfig | None" = None, placement: "Placement | No
             task.set_caching_options(False)
         for task in (ingested, trained_ae, centres, clustered, scored, registered):
             # URI and credentials come from the cluster at run time, never from the package;
-            # optional, so a cluster without the Secret (or an MLflow without auth) works.
+            # optional, so a cluster without the Secret (or an MLflow without auth) works, on
+            # the backends that know optional keys (pipelines.backends drops it for the others).
             kubernetes.use_secret_as_env(task, secret_name=p.mlflow_secret,
                                          secret_key_to_env={k: k for k in MLFLOW_SECRET_KEYS},
                                          optional=True)

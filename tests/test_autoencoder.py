@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -263,3 +265,86 @@ def test_checkpoints_are_spaced_in_time_when_asked(x500, tmp_path, monkeypatch):
     pretrain_autoencoder(build_autoencoder(x500.shape[1], TINY), x500, config,
                          checkpoint_dir=tmp_path)
     assert saved == [6]  # only the last: an hour had not passed since the start
+
+
+# --- the checkpoint volume of a pod ------------------------------------------------------------
+
+POD_UID = 10001
+"""The image's user (docker/Dockerfile): a volume Kubernetes mounts stays root's."""
+
+PRETRAIN_STEP = """
+import json, os, sys
+from dec_lib import autoencoder, model_io, run_report, steps  # noqa: F401
+# What the step imports lazily from the standard library, while it can still read it:
+import encodings.cp437, resource, mlflow.store.tracking.sqlalchemy_store  # noqa: E401, F401
+dataset, out, root, uri, uid = sys.argv[1:6]
+if uid:  # started as root: become the image's user (the interpreter's files may be root's only)
+    os.setgid(int(uid))
+    os.setuid(int(uid))
+meta = steps.pretrain(dataset, {"hidden_dims": [16, 16, 32], "embedding_dim": 4},
+                      {"epochs": 2, "batch_size": 32, "checkpoint_every": 1,
+                       "checkpoint_min_seconds": 0}, 0, out,
+                      steps.TrackingContext("", uri, "checkpoints"), checkpoint_root=root)
+print(json.dumps(meta))
+"""
+
+
+def _pretrain_step_in_a_pod(request, unwritable: bool):
+    """The pretrain step in a process of its own, as the pod's user; its checkpoint root a
+    root-owned volume (or, run by another user, a read-only folder of theirs)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from dec_lib import steps
+
+    work = Path(tempfile.mkdtemp(prefix="dec-pod-"))  # not under pytest's 0700 folder
+    request.addfinalizer(lambda: shutil.rmtree(work, ignore_errors=True))
+    work.chmod(0o777)
+    source = work / "images.npz"
+    np.savez(source, x=np.random.default_rng(0).random((64, 8, 8), dtype=np.float32))
+    steps.ingest({"dataset": str(source)}, 0, str(work / "dataset"),
+                 steps.TrackingContext("", f"sqlite:///{work / 'ingest.db'}", "checkpoints"))
+    volume = work / "volume"
+    volume.mkdir(mode=0o755)
+    as_root = os.geteuid() == 0
+    if unwritable and not as_root:
+        volume.chmod(0o555)
+    elif not unwritable and as_root:
+        os.chown(volume, POD_UID, POD_UID)
+    out, home = work / "out", work / "home"
+    for folder in (out, home):
+        folder.mkdir(mode=0o777)
+        folder.chmod(0o777)
+    process = subprocess.run(
+        [sys.executable, "-c", PRETRAIN_STEP, str(work / "dataset"), str(out), str(volume),
+         f"sqlite:///{home / 'mlflow.db'}", str(POD_UID) if as_root else ""],
+        capture_output=True, text=True, timeout=300, cwd=home,
+        env={**os.environ, "HOME": str(home), "TF_CPP_MIN_LOG_LEVEL": "3",
+             "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    return process, volume, out
+
+
+def test_an_unwritable_checkpoint_volume_is_one_warning_and_training_goes_on(request):
+    process, volume, out = _pretrain_step_in_a_pod(request, unwritable=True)
+    assert process.returncode == 0, process.stderr[-3000:]
+    warnings = [line for line in process.stderr.splitlines() if "not writable" in line]
+    assert len(warnings) == 1
+    assert str(volume) in warnings[0] and "without checkpoints" in warnings[0]
+    assert (out / "autoencoder.keras").is_file()
+    assert json.loads(process.stdout.splitlines()[-1])["epochs"] >= 2
+    assert not any(volume.iterdir())
+
+
+def test_a_writable_checkpoint_volume_gets_the_checkpoints(request):
+    process, volume, out = _pretrain_step_in_a_pod(request, unwritable=False)
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert "not writable" not in process.stderr
+    (checkpoint,) = volume.iterdir()
+    assert checkpoint.name.startswith("pretrain-")
+    state = json.loads((checkpoint / "state.json").read_text())
+    assert state["epoch"] == json.loads(process.stdout.splitlines()[-1])["epochs"]
+    assert (out / "autoencoder.keras").is_file()

@@ -2,6 +2,7 @@
 
 import pytest
 import yaml
+from kfp import dsl
 
 from dec_lib.config import preset
 from dec_lib.errors import ConfigError
@@ -137,9 +138,10 @@ def test_every_step_reads_mlflow_from_an_optional_secret(fixture, request):
         (secret,) = _kubernetes(spec, platform, task)["secretAsEnv"]
         assert secret["secretName"] == name
         assert secret["secretNameParameter"]["runtimeValue"]["constant"] == name
-        # kfp-kubernetes marks the Secret optional as a whole; the KFP driver copies it onto
-        # every key's secretKeyRef, so a missing Secret or a missing key leaves that variable
-        # unset (a cluster without auth has no username or password).
+        # kfp-kubernetes marks the Secret optional as a whole; the KFP driver (2.15 on) copies
+        # it onto every key's secretKeyRef, so a missing Secret or a missing key leaves that
+        # variable unset (a cluster without auth has no username or password). Older targets:
+        # tests/test_backends.py.
         assert secret["optional"] is True
         assert {k["secretKey"]: k["envVar"] for k in secret["keyToEnv"]} == {
             key: key for key in MLFLOW_SECRET_KEYS}
@@ -169,6 +171,36 @@ def test_gpu_options_reach_the_gpu_steps_only(placed):
         settings = _kubernetes(spec, platform, task)
         assert "nodeSelector" not in settings and "tolerations" not in settings
         assert "accelerator" not in _executor(spec, task)["resources"]
+
+
+def _env(spec, task) -> dict[str, str]:
+    return {v["name"]: v["value"] for v in _executor(spec, task).get("env", [])}
+
+
+def test_a_gpu_step_is_told_how_many_gpus_it_must_see(compiled, placed):
+    # The step fails at once when TensorFlow sees fewer (dec_lib.devices); CPU steps have none.
+    for (spec, *_), gpu_steps in ((compiled, {"pretrain": "1"}),
+                                  (placed, {"pretrain": "2", "dec-train": "1"})):
+        for task in STEPS:
+            assert _env(spec, task) == ({"DEC_GPUS": gpu_steps[task]} if task in gpu_steps
+                                        else {})
+
+
+def test_cpu_fallback_is_allowed_on_the_gpu_steps_when_asked(tmp_path):
+    path = tmp_path / "dec.yaml"
+    assert main(["compile", "--output", str(path), "--allow-cpu-fallback"]) == 0
+    spec = next(yaml.safe_load_all(path.read_text()))
+    assert _env(spec, "pretrain") == {"DEC_GPUS": "1", "DEC_CPU_FALLBACK": "1"}
+    assert _env(spec, "dec-train") == {}
+
+
+def test_the_local_runners_pipeline_never_requires_a_gpu(tmp_path):
+    from kfp import compiler
+
+    path = tmp_path / "local.yaml"
+    compiler.Compiler().compile(build_pipeline(), str(path))  # no placement: kfp.local's
+    spec = next(yaml.safe_load_all(path.read_text()))
+    assert all(_env(spec, task) == {} for task in STEPS)
 
 
 def test_a_checkpoint_volume_survives_a_retried_pretraining_pod(placed):
@@ -271,12 +303,13 @@ def test_ingest_and_pretraining_are_cacheable_and_nothing_else(compiled):
     spec, _ = compiled
     assert _caching(spec) == {"ingest": True, "pretrain": True, "kmeans-init": False,
                               "dec-train": False, "evaluate": False, "register": False}
-    # A cacheable step must not take the run's unique job name: it would defeat the cache.
+    # A cacheable step must not take the run's unique id: it would defeat the cache.
     for task in ("ingest", "pretrain"):
         run_key = spec["root"]["dag"]["tasks"][task]["inputs"]["parameters"]["run_key"]
         assert run_key == {"runtimeValue": {"constant": ""}}
+    # The run's id, not its display name: recurring runs have none (tests/test_backends.py).
     key = spec["root"]["dag"]["tasks"]["register"]["inputs"]["parameters"]["run_key"]
-    assert "pipeline_job_name" in str(key)
+    assert key == {"runtimeValue": {"constant": dsl.PIPELINE_JOB_ID_PLACEHOLDER}}
 
 
 @pytest.mark.parametrize(("options", "ingest", "pretrain"), [
