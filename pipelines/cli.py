@@ -129,8 +129,7 @@ def _local_runner(args: argparse.Namespace, config: RunConfig, work_dir: Path,
         config = config.with_overrides({"data.dataset": str(data)})
     runner = docker_runner(image, work_dir, tracking_uri, data)
     log.info("every step runs in a container of %s", image)
-    # No GPU is asked of a local container: pretraining runs on the CPU image too.
-    return runner, Placement(image=image, gpu_image=image, allow_cpu_fallback=True), config
+    return runner, Placement(image=image, gpu_image=image, local=True), config
 
 
 def writable_work_dir(path: str) -> Path:

@@ -130,7 +130,8 @@ class Placement:
     otherwise make TensorFlow train on the CPU, silently and many times slower), unless
     ``allow_cpu_fallback``. Every step reads MLflow's URI and credentials from the optional Secret
     ``mlflow_secret``. With ``checkpoint_pvc``, pretraining checkpoints go to that volume, so a
-    retried pod resumes; without it a retry starts pretraining over.
+    retried pod resumes; without it a retry starts pretraining over. ``local`` is for kfp.local's
+    runners, which give no GPU: no step is told to expect one.
     """
 
     image: str = CPU_IMAGE
@@ -143,6 +144,7 @@ class Placement:
     mlflow_secret: str = DEFAULT_MLFLOW_SECRET
     checkpoint_pvc: str | None = None
     allow_cpu_fallback: bool = False
+    local: bool = False
 
     def __post_init__(self):
         if isinstance(self.gpus, bool) or not isinstance(self.gpus, int) or self.gpus < 1:
@@ -199,9 +201,9 @@ def build_pipeline(config: "RunConfig | None" = None, placement: "Placement | No
                    backend: Backend = BACKENDS[DEFAULT_BACKEND]):
     """The pipeline whose parameter defaults are ``config`` (the ``default`` preset if None).
 
-    ``placement`` None means the local runners: ``Placement()``'s defaults, but no step is
-    told to expect a GPU, since kfp.local gives none. A cluster package names its placement,
-    and GPU steps fail at once without their GPUs unless it allows CPU fallback. ``backend`` is
+    ``placement`` None means the local runners: ``Placement(local=True)``, where no step is
+    told to expect a GPU, since kfp.local gives none. On a cluster, GPU steps fail at once
+    without their GPUs unless the placement allows CPU fallback. ``backend`` is
     the oldest KFP backend the package must run on (``pipelines.backends``); it decides the run
     key every uncached step gets, a key unique to each run, recurring runs included.
 
@@ -214,8 +216,8 @@ def build_pipeline(config: "RunConfig | None" = None, placement: "Placement | No
     later step logs to the pipeline's MLflow run, and registration must always happen.
     """
     c = config or preset("default")
-    p = placement or Placement()
-    check_gpus = placement is not None
+    p = placement or Placement(local=True)
+    check_gpus = not p.local
     sections = _sections(c)
 
     @dsl.pipeline(name=PIPELINE_NAME,
