@@ -216,14 +216,17 @@ def build_pipeline(config: "RunConfig | None" = None, placement: "Placement | No
         tracking_uri: str = "",  # empty: $MLFLOW_TRACKING_URI, from the Secret on a cluster
         experiment: str = DEFAULT_EXPERIMENT,
         checkpoint_root: str = p.checkpoint_root,
+        n_clusters: int = c.dec.n_clusters,
     ) -> Artifact:
         run = {"run_key": dsl.PIPELINE_JOB_NAME_PLACEHOLDER, "tracking_uri": tracking_uri,
                "experiment": experiment}
 
         cache_pretrain = cache and not c.registry.warm_start
         # A cacheable step gets no run key: a key unique to the run would defeat the cache.
-        ingested = _place(ingest(data=data, seed=seed, **{**run, "run_key": "" if cache
-                                                          else run["run_key"]}),
+        # dec.n_clusters again, as a number: KFP cannot index the dec struct, and passing
+        # all of it would make ingest's (and so pretraining's) cache miss on any DEC setting.
+        ingested = _place(ingest(data=data, seed=seed, n_clusters=n_clusters,
+                                 **{**run, "run_key": "" if cache else run["run_key"]}),
                           "ingest", p.image)
         trained_ae = _place(pretrain(dataset=ingested.outputs["dataset"],
                                      autoencoder=autoencoder, pretrain=pretrain_config,
@@ -282,6 +285,7 @@ def pipeline_arguments(config: RunConfig, **extra) -> dict:
         "init": sections["init"],
         "dec": sections["dec"],
         "registry": sections["registry"],
+        "n_clusters": config.dec.n_clusters,
         **extra,
     }
 
