@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlparse
 
-from dec_lib.errors import TrackingError
+from dec_lib.errors import TrackingError, short_text
 
 log = logging.getLogger(__name__)
 
@@ -277,11 +277,6 @@ def mark_ended(run_id: str, status: str, tags: dict[str, str]) -> None:
     for key, value in tags.items():
         client.set_tag(run_id, key, value)
     _end_run(run_id, status)
-
-
-def short_text(text: str, limit: int = 200) -> str:
-    """``text`` cut to ``limit`` characters with an ellipsis: tags and error lines stay short."""
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _leave_run(run_id: str) -> None:

@@ -152,3 +152,22 @@ def test_a_cacheable_steps_own_run_is_finished_when_the_step_is(store):
     with ctx.step("ingest"):
         pass
     assert _run(store, ctx.run_key).info.status == "FINISHED"
+
+
+def test_ingest_refuses_fewer_images_than_clusters_before_pretraining(store, tmp_path,
+                                                                      monkeypatch):
+    import numpy as np
+
+    path = tmp_path / "five.npz"
+    np.savez(path, x=np.zeros((5, 4, 4), np.uint8))
+    errors = tmp_path / "errors.txt"
+    monkeypatch.setenv(steps.ERROR_FILE_ENV, str(errors))
+    with pytest.raises(SystemExit) as exit_:
+        steps.ingest({"dataset": str(path)}, 0, str(tmp_path / "out"),
+                     steps.TrackingContext("pipe-few", store), n_clusters=10)
+    assert exit_.value.code == 1
+    (line,) = errors.read_text().splitlines()
+    assert line.startswith(f"ingest: {path}: ") and "10 clusters for only 5 samples" in line
+    assert "not retried" in line
+    run = _run(store, "pipe-few")
+    assert run.info.status == "FAILED" and run.data.tags[tracking.FAILED_STEP_TAG] == "ingest"
