@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from dec_lib.errors import DataError
+from dec_lib.registry_names import filter_literal
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +190,7 @@ def log_and_register(
     # A retried step (its pod preempted after registering) must not register twice: the
     # version tagged with this pipeline run's MLflow run is the one.
     earlier = with_retries(lambda: client.search_model_versions(
-        f"name='{model_name}' and tags.mlflow_run_id='{run_id}'"),
+        f"name={filter_literal(model_name)} and tags.mlflow_run_id='{run_id}'"),
         f"look for this run's version of {model_name!r}")
     if earlier:
         # Search results carry no aliases; the version itself does.
@@ -227,7 +228,7 @@ def _one_version_per_run(client, model_name: str, run_id: str, version: Any) -> 
     from dec_lib.tracking import with_retries
 
     mine = with_retries(lambda: client.search_model_versions(
-        f"name='{model_name}' and tags.mlflow_run_id='{run_id}'"),
+        f"name={filter_literal(model_name)} and tags.mlflow_run_id='{run_id}'"),
         f"look for duplicate versions of {model_name!r}")
     if len(mine) <= 1:
         return version

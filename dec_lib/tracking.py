@@ -467,3 +467,96 @@ def adopt(step: str, record: dict[str, Any] | None) -> None:
     log_metrics(record.get("metrics", {}))
     with_retries(lambda: mlflow.set_tag(f"{step}.mlflow_run_id", record["mlflow_run_id"]),
                  "tag the adopted step")
+
+
+_BUILT_IN_SCHEMES = ("", "file", "sqlite", "http", "https", "postgresql", "mysql", "mssql",
+                     "databricks", "databricks-uc", "uc")
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def check_tracking_uri(uri: str, local: bool = True) -> str:
+    """``uri`` if MLflow can use it, checked in milliseconds before anything starts.
+
+    MLflow discovers an unusable URI late and slowly: a read-only SQLite path after about 100 s
+    of its own retries, a file that is not a database or an unknown scheme as a traceback. The
+    scheme must be one MLflow knows (built in, or a plugin's ``mlflow.tracking_store`` entry
+    point). With ``local`` (the store is on this machine), a SQLite file must be a database or
+    not exist yet, in a folder that can be written.
+
+    Raises:
+        TrackingError: one line naming the URI and what is wrong.
+    """
+    from importlib.metadata import entry_points
+
+    bare = redact(uri)
+    scheme = urlparse(uri).scheme.lower()
+    plugins = {entry.name for entry in entry_points(group="mlflow.tracking_store")}
+    if scheme not in _BUILT_IN_SCHEMES and scheme not in plugins:
+        known = ", ".join(s for s in _BUILT_IN_SCHEMES if s) + (
+            f", {', '.join(sorted(plugins))}" if plugins else "")
+        raise TrackingError(f"--mlflow-uri {short_text(bare, 120)}: unknown scheme "
+                            f"{short_text(scheme, 40)!r}; MLflow reads {known}")
+    if local and scheme == "sqlite" and uri.lower().startswith("sqlite:///"):
+        # SQLAlchemy's form: three slashes then the path (relative, or absolute with a fourth).
+        path = uri[len("sqlite:///"):].split("?", 1)[0]
+        if path and path != ":memory:":
+            _check_sqlite_file(bare, Path(unquote(path)))
+    return uri
+
+
+def _check_sqlite_file(uri: str, path: Path) -> None:
+    import stat
+    import tempfile
+
+    where = f"--mlflow-uri {short_text(uri, 120)}"
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        info = None
+    except OSError as error:
+        raise TrackingError(f"{where}: cannot use {path}: {error.strerror or error}") from None
+    if info is not None:
+        if not stat.S_ISREG(info.st_mode):
+            raise TrackingError(f"{where}: {path} is not a regular file")
+        try:
+            with open(path, "rb") as f:
+                head = f.read(len(_SQLITE_MAGIC))
+        except OSError as error:
+            raise TrackingError(f"{where}: cannot read {path}: {error.strerror or error}"
+                                ) from None
+        if head and head != _SQLITE_MAGIC:
+            raise TrackingError(f"{where}: {path} is not an SQLite database; point the URI "
+                                "at a new file or at an MLflow database")
+    try:  # SQLite writes a journal beside the file: the folder itself must take a write
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+        if info is not None and not os.access(path, os.W_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as error:
+        raise TrackingError(f"{where}: cannot write the database in {path.parent} "
+                            f"({error.strerror or error}); use a writable path") from None
+
+
+def end_if_left_running(run_id: str, status: str, reason: str,
+                        steps: tuple[str, ...] = ()) -> str:
+    """End ``run_id`` with ``status`` if its steps left it RUNNING; returns where it stopped.
+
+    For the local CLI, which outlives its steps: interrupted between two steps, or after a step
+    that died without a word, nobody else would end the run. ``steps`` (in order) name the
+    place when no step was running ("after ingest").
+    """
+    import mlflow
+
+    run = with_retries(lambda: mlflow.MlflowClient().get_run(run_id), f"read run {run_id}")
+    tags = run.data.tags
+    running = [k[len("step."):] for k, v in tags.items()
+               if k.startswith("step.") and v == STEP_RUNNING]
+    done = [s for s in steps if tags.get(f"step.{s}") == STEP_DONE]
+    where = (running[0] if running else tags.get(FAILED_STEP_TAG)
+             or (f"after {done[-1]}" if done else "before the first step"))
+    if run.info.status == "RUNNING":
+        mark_ended(run_id, status, {
+            **{f"step.{s}": STEP_KILLED if status == "KILLED" else STEP_FAILED
+               for s in running},
+            FAILED_STEP_TAG: where, FAILURE_TAG: short_text(reason, 240)})
+    return where
