@@ -105,7 +105,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                     config, model_name=args.model_name, tracking_uri=tracking_uri,
                     experiment=args.experiment, checkpoint_root=str(work_dir / "checkpoints")))
         except Interrupted as stop:
-            wait_gone(descendants(), GRACE_SECONDS)
+            wait_gone(stop.pids + descendants(), GRACE_SECONDS + 1)
             stop.detail = _end_runs_left_running(
                 run_id_file, tracking_uri, "KILLED",
                 f"interrupted by {signal.Signals(stop.signum).name} (dec-pipeline run)")
@@ -726,7 +726,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {short_text(str(error).replace(chr(10), ' '), 2000)}", file=sys.stderr)
         return 1
     except Interrupted as stop:
-        detail = getattr(stop, "detail", "")
+        detail = stop.detail
         print(f"interrupted by {signal.Signals(stop.signum).name}"
               + (f": {detail}" if detail else "")
               + ("; run the same command again to resume (pretraining restarts from its last "

@@ -26,8 +26,12 @@ class Interrupted(KeyboardInterrupt):
     """The CLI got SIGINT or SIGTERM (a ``KeyboardInterrupt``, so no ``except Exception`` in
     kfp's orchestration swallows it)."""
 
-    def __init__(self, signum: int):
+    def __init__(self, signum: int, pids: list[int] | None = None):
         self.signum = signum
+        self.pids = pids or []
+        """The processes below the CLI when the signal came: kfp.local's ``sh`` exits at once,
+        so its Python step is no longer a descendant by the time the CLI waits for it."""
+        self.detail = ""
         super().__init__(signal.Signals(signum).name)
 
     @property
@@ -103,10 +107,11 @@ def stop_on_signals(grace: float = GRACE_SECONDS) -> Iterator[None]:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         children = descendants()
         signal_all(children, signal.SIGTERM)
-        timer = threading.Timer(grace, lambda: signal_all(descendants(), signal.SIGKILL))
+        timer = threading.Timer(grace, lambda: signal_all(
+            [pid for pid in children if _alive(pid)] + descendants(), signal.SIGKILL))
         timer.daemon = True
         timer.start()
-        raise Interrupted(signum)
+        raise Interrupted(signum, children)
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
