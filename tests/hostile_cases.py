@@ -71,7 +71,7 @@ def prepare(root: Path) -> dict[str, str]:
     text("deep.toml", "x = " + "[" * 50_000 + "]" * 50_000 + "\n")
     text("twice.yaml", "pretrain:\n  epochs: 5\n  epochs: 50\n")
     text("big.yaml", "# padding\n" * 40_000)
-    text("long-value.yaml", "pretrain: {optimizer: " + "x" * 1_000_000 + "}\n")
+    text("long-value.yaml", "pretrain: {optimizer: " + "x" * 200_000 + "}\n")
     text("long-key.toml", "[pretrain]\n" + "k" * 200_000 + " = 1\n")
     f["fifo.yaml"] = root / "fifo.yaml"
     os.mkfifo(f["fifo.yaml"])

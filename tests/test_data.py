@@ -638,3 +638,21 @@ def test_negative_labels_in_an_npz_are_refused_naming_the_npz(tmp_path):
     np.savez(path, x=np.zeros((3, 4, 4), np.uint8), y=np.array([0, -1, 1]))
     with pytest.raises(DataError, match=r"labelled\.npz: 1 label\(s\) are negative"):
         load_dataset(path)
+
+
+def test_check_source_refuses_from_names_and_headers_and_accepts_what_load_reads(
+        tmp_path, monkeypatch, write_idx):
+    monkeypatch.setattr(data, "MAX_HELD_BYTES", 1024**2)
+    np.savez_compressed(tmp_path / "big.npz", x=np.zeros((1_000, 1_000), np.uint8))
+    (tmp_path / "pictures").mkdir()
+    (tmp_path / "pictures" / "a.jpeg").write_bytes(b"\xff\xd8")
+    (tmp_path / "notes.csv").write_text("1,2\n")
+    for name, expected in [("big.npz", "once read and converted"), ("pictures", ".jpeg images"),
+                           ("notes.csv", "unknown format")]:
+        with pytest.raises(DataError, match=expected):
+            data.check_source(tmp_path / name)
+    (tmp_path / "idx").mkdir()
+    write_idx(tmp_path / "idx" / "train-images-idx3-ubyte", np.zeros((2, 28, 28), np.uint8))
+    np.savez(tmp_path / "small.npz", x=np.zeros((2, 28, 28), np.uint8))
+    for accepted in ("mnist", tmp_path / "idx", tmp_path / "small.npz"):
+        data.check_source(accepted)
