@@ -5,6 +5,7 @@ with one summary or one error line (exit status 1 for a user mistake).
 """
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -184,6 +185,12 @@ def writable_output(path: str) -> Path:
     output = Path(path)
     if output.is_dir():
         raise DecError(f"{output}: is a directory; --output needs a file name")
+    for folder in output.parents:  # the nearest that exists must be a folder
+        if folder.exists():
+            if not folder.is_dir():
+                raise DecError(f"{output}: {folder} is a file, not a folder (Not a directory); "
+                               "pass --output a path in a folder you can write to")
+            break
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=output.parent):
@@ -386,15 +393,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     else:
         images = load_dataset(args.input)
         x = images.x.reshape((images.n_samples, *images.image_shape))
-    model = _load_model(args.model)
-    try:
-        predictions = model.predict(x)
-    except DecError:
-        raise
-    except Exception as error:  # the pyfunc wraps our DataError (e.g. a shape) in its own
-        raise DecError(f"{args.input}: the model cannot take these images: "
-                       f"{short_text(str(error).splitlines()[0] if str(error) else '', 300)}"
-                       ) from None
+    with _native_stderr_muted(not args.verbose):  # TensorFlow's C++ start-up lines
+        model = _load_model(args.model)
+        try:
+            predictions = model.predict(x)
+        except DecError:
+            raise
+        except Exception as error:  # the pyfunc wraps our DataError (e.g. a shape) in its own
+            raise DecError(f"{args.input}: the model cannot take these images: "
+                           f"{short_text(str(error).splitlines()[0] if str(error) else '', 300)}"
+                           ) from None
     predictions.insert(0, "index", range(len(predictions)))
     if files:
         predictions.insert(1, "file", [f.name for f in files])
@@ -428,12 +436,39 @@ def _load_model(model_uri: str):
                        f"{short_text(redact(first), 300)}") from None
 
 
+@contextlib.contextmanager
+def _native_stderr_muted(mute: bool):
+    """File descriptor 2 to /dev/null within the block, when ``mute``.
+
+    TensorFlow's C++ runtime logs through absl before ``TF_CPP_MIN_LOG_LEVEL`` is consulted
+    ("oneDNN custom operations are on"), straight to the descriptor, past Python's
+    ``sys.stderr``. Python errors still reach the user: they propagate, and are printed after
+    the descriptor is back.
+    """
+    if not mute:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _quiet_third_parties() -> None:
     """TensorFlow's C++ and oneDNN notices, MLflow's warnings and progress bars: off, so the
     command prints its own lines only (``--verbose`` shows them)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     warnings.filterwarnings("ignore")
+    # MLflow warns while loading a model even so (its own filters win over ours): drop at the
+    # point of showing instead.
+    warnings.showwarning = lambda *args, **kwargs: None
     for name in ("mlflow", "tensorflow", "absl", "keras", "urllib3"):
         logging.getLogger(name).setLevel(logging.ERROR)
 

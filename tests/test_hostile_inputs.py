@@ -26,6 +26,11 @@ from tests.hostile_cases import cases, prepare
 ROOT = Path(__file__).resolve().parents[1]
 MAX_SECONDS = {"unreachable-server": 30.0}
 DEFAULT_MAX_SECONDS = 10.0
+LATE_CASES = {"run-negative.npz": 30.0, "run-few.npz": 30.0, "predict-rgb": 20.0}
+"""Cases that need more than names and headers. The pixels (negative labels, fewer images than
+clusters) are seen only by the ingest step: the pipeline has started, with a step process and
+the MLflow store to create, 8-20 s on the loaded 2-core machine. The image size a model takes
+is known once the model is loaded, TensorFlow's import included: 8-11 s there."""
 MAX_PEAK_MB = 1024
 
 # What each case's one line must say: the reason, not just that something failed.
@@ -48,7 +53,7 @@ EXPECTED = {
     "read-only-sqlite": "cannot write the database", "not-a-database": "not an SQLite",
     "directory-as-database": "not a regular file", "unknown-scheme": "unknown scheme",
     "no-such-model": "cannot load the model", "no-such-run": "cannot load the model",
-    "output-under-a-file": "Not a directory", "output-read-only": "Permission denied",
+    "output-under-a-file": "is a file, not a folder", "output-read-only": "Permission denied",
     "output-is-a-directory": "is a directory", "rgb": "cannot take these images",
     "1x1-png": "1x1", "unreachable-server": "cannot load the model",
 }
@@ -116,7 +121,8 @@ def test_a_hostile_input_is_one_error_line_in_bounded_time_and_memory(
     assert lines[0].startswith(("error: ", "dec-pipeline")), lines[0][:300]
     assert len(lines[0]) < 2200
     assert EXPECTED[_reason(case)] in lines[0], lines[0][:500]
-    assert record["seconds"] < MAX_SECONDS.get(family, DEFAULT_MAX_SECONDS), record["seconds"]
+    assert record["seconds"] < LATE_CASES.get(case, MAX_SECONDS.get(family,
+                                                                   DEFAULT_MAX_SECONDS))
     assert results["peak_mb"] < MAX_PEAK_MB
     assert "Traceback" not in results["process_stderr"]
     if record["work_dir"]:
@@ -133,6 +139,26 @@ def _assert_no_run_claims_success_and_no_version(work_dir: Path) -> None:
             for run in client.search_runs([experiment.experiment_id])]
     assert not [r.info.status for r in runs if r.info.status in ("RUNNING", "FINISHED")]
     assert client.search_model_versions() == []
+
+
+def test_a_successful_predict_prints_its_one_line_and_no_third_party_noise(
+        served_model, hostile_root):
+    model_uri, store = served_model
+    files = prepare(hostile_root / "files")
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["PYTHONPATH"] = str(ROOT)
+    out = hostile_root / "quiet.csv"
+    process = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "predict", "--model", model_uri, "--mlflow-uri",
+         store, "--input", files["digits.npz"], "--output", str(out)], cwd=ROOT, env=env,
+        capture_output=True, text=True, timeout=300)
+    assert process.returncode == 0, process.stderr[-2000:]
+    assert process.stdout.strip() == f"wrote 4 predictions to {out}"
+    from dec_lib.progress import LINE_PATTERN
+
+    # Our own log lines (progress, what was loaded) only; nothing from TensorFlow or MLflow.
+    foreign = [line for line in process.stderr.splitlines() if not LINE_PATTERN.match(line)]
+    assert foreign == [], foreign[:5]
 
 
 def test_the_suite_covers_every_entry_point():
