@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlparse
 
-from dec_lib.errors import TrackingError, short_text
+from dec_lib.errors import DecError, TrackingError, short_text
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +200,7 @@ class StepInterrupted(KeyboardInterrupt):
         super().__init__(f"interrupted by {signal.Signals(signum).name}")
 
 
-class RepeatedFailure(TrackingError):
+class RepeatedFailure(DecError):
     """A retried step whose previous attempt failed with an error no retry can fix."""
 
 
@@ -254,8 +254,6 @@ def step_run(run_key: str, step: str, *, tracking_uri: str | None = None,
 
 def end_failed(run_id: str, step: str, error: BaseException) -> None:
     """End ``run_id`` KILLED (an interruption) or FAILED, with ``step`` and the reason as tags."""
-    from dec_lib.errors import DecError
-
     killed = isinstance(error, KeyboardInterrupt)
     reason = str(error) or type(error).__name__
     if isinstance(error, SystemExit):  # user_errors_exit logged the reason, and exits 1
@@ -265,7 +263,7 @@ def end_failed(run_id: str, step: str, error: BaseException) -> None:
         f"step.{step}": STEP_KILLED if killed else STEP_FAILED,
         FAILED_STEP_TAG: step,
         FAILURE_TAG: short_text(redact(reason), 240),
-        PERMANENT_TAG: str(permanent or isinstance(error, RepeatedFailure)).lower(),
+        PERMANENT_TAG: str(permanent).lower(),
     })
 
 

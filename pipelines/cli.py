@@ -152,8 +152,9 @@ def _end_runs_left_running(run_id_file: Path, tracking_uri: str, status: str,
     for run_id in run_ids:
         try:
             where = tracking.end_if_left_running(run_id, status, reason, PHASES)
-        except DecError as error:
-            log.warning("could not mark MLflow run %s %s: %s", run_id, status, error)
+        except Exception as error:  # the user's line is about the pipeline, not this
+            log.warning("could not mark MLflow run %s %s: %s", run_id, status,
+                        tracking.redact(str(error)))
     return f"stopped {where}; MLflow run {run_ids[-1]} is {status}" if run_ids else ""
 
 
