@@ -223,9 +223,11 @@ def build_pipeline(config: "RunConfig | None" = None, placement: "Placement | No
 
         cache_pretrain = cache and not c.registry.warm_start
         # A cacheable step gets no run key: a key unique to the run would defeat the cache.
-        # dec.n_clusters again, as a number: KFP cannot index the dec struct, and passing
-        # all of it would make ingest's (and so pretraining's) cache miss on any DEC setting.
-        ingested = _place(ingest(data=data, seed=seed, n_clusters=n_clusters,
+        # Ingest checks the images against dec.n_clusters, passed again as a number: KFP cannot
+        # index the dec struct. A cacheable ingest gets neither: a new count would miss its
+        # cache and so pretraining's; kmeans_init checks the count then, after a pretraining
+        # that the corrected run takes from the cache.
+        ingested = _place(ingest(data=data, seed=seed, n_clusters=0 if cache else n_clusters,
                                  **{**run, "run_key": "" if cache else run["run_key"]}),
                           "ingest", p.image)
         trained_ae = _place(pretrain(dataset=ingested.outputs["dataset"],
