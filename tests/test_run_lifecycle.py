@@ -171,3 +171,20 @@ def test_ingest_refuses_fewer_images_than_clusters_before_pretraining(store, tmp
     assert "not retried" in line
     run = _run(store, "pipe-few")
     assert run.info.status == "FAILED" and run.data.tags[tracking.FAILED_STEP_TAG] == "ingest"
+
+
+def test_a_run_interrupted_between_two_steps_is_ended_killed_by_the_cli(store):
+    # Ctrl-C one second after "ingest: done": no step is running to record it; the CLI does.
+    ctx = steps.TrackingContext("pipe-between", store)
+    with ctx.step("ingest"):
+        pass
+    run_id = _run(store, "pipe-between").info.run_id
+    where = tracking.end_if_left_running(run_id, "KILLED", "interrupted by SIGINT",
+                                         ("ingest", "pretrain", "register"))
+    assert where == "after ingest"
+    run = _run(store, "pipe-between")
+    assert run.info.status == "KILLED"
+    assert run.data.tags[tracking.FAILED_STEP_TAG] == "after ingest"
+    # A run its step already ended is left as the step recorded it.
+    assert tracking.end_if_left_running(run_id, "FAILED", "later", ()) == "after ingest"
+    assert _run(store, "pipe-between").info.status == "KILLED"
