@@ -268,13 +268,17 @@ def end_failed(run_id: str, step: str, error: BaseException) -> None:
 
 
 def mark_ended(run_id: str, status: str, tags: dict[str, str]) -> None:
-    """Set ``tags`` on ``run_id`` and end it with ``status`` (one try each: used on the way out)."""
+    """End ``run_id`` with ``status`` and set ``tags`` on it (one try each: used on the way out).
+
+    Ending comes first: it leaves the active run in this process even when the server refuses
+    the update, so a step that failed because of the server is not left inside its run.
+    """
     import mlflow
 
+    _end_run(run_id, status)
     client = mlflow.MlflowClient()
     for key, value in tags.items():
         client.set_tag(run_id, key, value)
-    _end_run(run_id, status)
 
 
 def _leave_run(run_id: str) -> None:
