@@ -15,9 +15,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from dec_lib.errors import ConfigError
+from dec_lib.errors import ConfigError, short_repr
 
 PRECISIONS = ("float32", "bfloat16", "auto")
+
+# Upper bounds: far above any real run, low enough that a typo (an extra 000) or a hostile value
+# is refused in milliseconds instead of allocating or looping for days.
+MAX_SEED = 2**32 - 1
+MAX_COUNT = 10**9
+MAX_LAYERS = 16
+MAX_UNITS = 100_000
+MAX_EPOCHS = 100_000
+MAX_STEPS = 100_000_000
+MAX_BATCH = 1_000_000
+MAX_CLUSTERS = 100_000
 
 
 @dataclass
@@ -152,52 +163,59 @@ class RunConfig:
 
     def validate(self) -> RunConfig:
         """Refuse impossible settings before anything is trained."""
+        def within(value: float, low: float, high: float) -> tuple[bool, str]:
+            return low <= value <= high, f"must be in [{low:,}, {high:,}]"
+
+        a, p, i, d, r = self.autoencoder, self.pretrain, self.init, self.dec, self.registry
         checks: list[tuple[str, bool, str]] = [
-            ("seed", self.seed >= 0, "must be >= 0"),
-            ("data.n_samples", self.data.n_samples is None or self.data.n_samples >= 1,
-             "must be >= 1 or none"),
+            # numpy's and TensorFlow's seeds are unsigned 32-bit: a larger one crashed training.
+            ("seed", *within(self.seed, 0, MAX_SEED)),
+            ("data.n_samples", self.data.n_samples is None
+             or 1 <= self.data.n_samples <= MAX_COUNT, f"must be in [1, {MAX_COUNT:,}] or none"),
             ("data.dataset", bool(self.data.dataset.strip()), "must name 'mnist' or a path"),
-            ("autoencoder.hidden_dims", all(d >= 1 for d in self.autoencoder.hidden_dims),
-             "every layer needs >= 1 unit"),
-            ("autoencoder.embedding_dim", self.autoencoder.embedding_dim >= 1, "must be >= 1"),
-            ("pretrain.epochs", self.pretrain.epochs >= 0, "must be >= 0"),
-            ("pretrain.min_steps", self.pretrain.min_steps >= 0, "must be >= 0"),
-            ("pretrain.batch_size", self.pretrain.batch_size >= 1, "must be >= 1"),
-            ("pretrain.optimizer", self.pretrain.optimizer in ("sgd", "adam"),
-             "must be 'sgd' or 'adam'"),
-            ("pretrain.learning_rate", self.pretrain.learning_rate > 0, "must be > 0"),
-            ("pretrain.momentum", 0 <= self.pretrain.momentum < 1, "must be in [0, 1)"),
-            ("pretrain.checkpoint_every", self.pretrain.checkpoint_every >= 0, "must be >= 0"),
-            ("pretrain.checkpoint_min_seconds", self.pretrain.checkpoint_min_seconds >= 0,
-             "must be >= 0"),
-            ("pretrain.augment_shift", self.pretrain.augment_shift >= 0, "must be >= 0"),
-            ("pretrain.precision", self.pretrain.precision in PRECISIONS,
+            ("data.dataset", len(self.data.dataset) <= 4096, "must be at most 4096 characters"),
+            ("autoencoder.hidden_dims", 1 <= len(a.hidden_dims) <= MAX_LAYERS,
+             f"needs 1 to {MAX_LAYERS} layers"),
+            ("autoencoder.hidden_dims", all(1 <= n <= MAX_UNITS for n in a.hidden_dims),
+             f"every layer needs 1 to {MAX_UNITS:,} units"),
+            ("autoencoder.embedding_dim", *within(a.embedding_dim, 1, MAX_UNITS)),
+            ("pretrain.epochs", *within(p.epochs, 0, MAX_EPOCHS)),
+            ("pretrain.min_steps", *within(p.min_steps, 0, MAX_STEPS)),
+            ("pretrain.batch_size", *within(p.batch_size, 1, MAX_BATCH)),
+            ("pretrain.optimizer", p.optimizer in ("sgd", "adam"), "must be 'sgd' or 'adam'"),
+            ("pretrain.learning_rate", 0 < p.learning_rate <= 100, "must be in (0, 100]"),
+            ("pretrain.momentum", 0 <= p.momentum < 1, "must be in [0, 1)"),
+            ("pretrain.checkpoint_every", *within(p.checkpoint_every, 0, MAX_EPOCHS)),
+            ("pretrain.checkpoint_min_seconds", *within(p.checkpoint_min_seconds, 0, 86_400)),
+            ("pretrain.augment_shift", *within(p.augment_shift, 0, 64)),
+            ("pretrain.precision", p.precision in PRECISIONS,
              "must be " + ", ".join(map(repr, PRECISIONS))),
-            ("init.method", self.init.method in ("kmeans", "umap"), "must be 'kmeans' or 'umap'"),
-            ("init.umap_neighbors", self.init.umap_neighbors >= 2, "must be >= 2"),
-            ("init.umap_components", self.init.umap_components >= 0, "must be >= 0"),
-            ("init.n_init", self.init.n_init >= 1, "must be >= 1"),
-            ("init.max_iter", self.init.max_iter >= 1, "must be >= 1"),
-            ("dec.n_clusters", self.dec.n_clusters >= 1, "must be >= 1"),
-            ("dec.alpha", self.dec.alpha > 0, "must be > 0"),
-            ("dec.maxiter", self.dec.maxiter >= 0, "must be >= 0"),
-            ("dec.update_interval", self.dec.update_interval >= 1, "must be >= 1"),
-            ("dec.tol", 0 <= self.dec.tol <= 1, "must be in [0, 1]"),
-            ("dec.batch_size", self.dec.batch_size >= 1, "must be >= 1"),
-            ("dec.learning_rate", self.dec.learning_rate > 0, "must be > 0"),
-            ("dec.momentum", 0 <= self.dec.momentum < 1, "must be in [0, 1)"),
-            ("dec.warmup_iterations", self.dec.warmup_iterations >= 0, "must be >= 0"),
-            ("dec.precision", self.dec.precision in PRECISIONS,
+            ("init.method", i.method in ("kmeans", "umap"), "must be 'kmeans' or 'umap'"),
+            ("init.umap_neighbors", *within(i.umap_neighbors, 2, 10_000)),
+            ("init.umap_components", *within(i.umap_components, 0, MAX_UNITS)),
+            ("init.n_init", *within(i.n_init, 1, 1_000)),
+            ("init.max_iter", *within(i.max_iter, 1, MAX_STEPS)),
+            # One cluster is no clustering: DEC's target distribution is then constant.
+            ("dec.n_clusters", *within(d.n_clusters, 2, MAX_CLUSTERS)),
+            ("dec.alpha", 0 < d.alpha <= 1_000, "must be in (0, 1000]"),
+            ("dec.maxiter", *within(d.maxiter, 0, MAX_STEPS)),
+            ("dec.update_interval", *within(d.update_interval, 1, MAX_STEPS)),
+            ("dec.tol", 0 <= d.tol <= 1, "must be in [0, 1]"),
+            ("dec.batch_size", *within(d.batch_size, 1, MAX_BATCH)),
+            ("dec.learning_rate", 0 < d.learning_rate <= 100, "must be in (0, 100]"),
+            ("dec.momentum", 0 <= d.momentum < 1, "must be in [0, 1)"),
+            ("dec.warmup_iterations", *within(d.warmup_iterations, 0, MAX_STEPS)),
+            ("dec.precision", d.precision in PRECISIONS,
              "must be " + ", ".join(map(repr, PRECISIONS))),
             ("registry.promotion_criterion",
-             self.registry.promotion_criterion in ("auto", "acc", "silhouette"),
+             r.promotion_criterion in ("auto", "acc", "silhouette"),
              "must be 'auto', 'acc' or 'silhouette'"),
-            ("registry.promotion_tolerance", 0 <= self.registry.promotion_tolerance <= 1,
+            ("registry.promotion_tolerance", 0 <= r.promotion_tolerance <= 1,
              "must be in [0, 1]"),
         ]
         for key, ok, problem in checks:
             if not ok:
-                raise ConfigError(key, f"{problem} (got {self.flat()[key]!r})")
+                raise ConfigError(key, f"{problem} (got {short_repr(self.flat()[key])})")
         if self.data.n_samples is not None and self.dec.n_clusters > self.data.n_samples:
             raise ConfigError(
                 "dec.n_clusters",
@@ -293,7 +311,7 @@ def _coerce(key: str, raw: Any, hint: Any) -> Any:
         if isinstance(raw, str):
             raw = [part for part in raw.strip("[]").split(",") if part.strip()]
         if not isinstance(raw, list | tuple):
-            raise ConfigError(key, f"expected a list, got {raw!r}")
+            raise ConfigError(key, f"expected a list, got {short_repr(raw)}")
         return [_coerce(key, part, item) for part in raw]
     try:
         if hint is bool:
@@ -319,7 +337,7 @@ def _coerce(key: str, raw: Any, hint: Any) -> Any:
                 raise ValueError(raw)
             return str(raw)
     except (TypeError, ValueError):
-        raise ConfigError(key, f"cannot read {raw!r} as {_type_name(hint)}") from None
+        raise ConfigError(key, f"cannot read {short_repr(raw)} as {_type_name(hint)}") from None
     raise ConfigError(key, f"unsupported type {hint!r}")
 
 
@@ -331,7 +349,8 @@ def _type_name(hint: Any) -> str:
 
 def _from_dict(cls: type, values: Any, prefix: str) -> Any:
     if not isinstance(values, dict):
-        raise ConfigError(prefix.rstrip(".") or "config", f"expected a mapping, got {values!r}")
+        raise ConfigError(prefix.rstrip(".") or "config",
+                          f"expected a mapping, got {short_repr(values)}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)

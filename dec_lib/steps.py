@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import sys
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,10 @@ def user_errors_exit(step: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         try:
             return step(*args, **kwargs)
+        except tracking.StepInterrupted as interrupted:
+            # step_run has marked the run KILLED; the usual exit status of a signalled process.
+            _report(f"{step.__name__}: {interrupted}; MLflow run marked KILLED")
+            sys.exit(128 + interrupted.signum)
         except (DecError, OSError) as error:
             if isinstance(error, OSError) and not isinstance(error, DecError):
                 if not error.filename and error.errno not in _STORAGE_ERRNOS:
@@ -55,13 +60,28 @@ def user_errors_exit(step: Callable) -> Callable:
                 # Disk full, quota, read-only: the user's environment, not a bug of ours.
                 error = f"{error.filename or 'writing output'}: {error.strerror or error}"
             message = f"{step.__name__}: {error}"
-            log.error(message)
-            if os.environ.get(ERROR_FILE_ENV):
-                with open(os.environ[ERROR_FILE_ENV], "a", encoding="utf-8") as f:
-                    f.write(message + "\n")
+            if is_permanent(error) and "not retried" not in message:
+                message += " (not retried: a retry cannot fix this)"
+            _report(message)
             sys.exit(1)
 
     return wrapper
+
+
+def is_permanent(error: object) -> bool:
+    """A user mistake (bad data, settings, names): the same inputs fail the same way again.
+
+    Tracking failures and storage errors (a full disk) may pass, so they stay retryable.
+    """
+    return isinstance(error, DecError) and not isinstance(error, tracking.TrackingError)
+
+
+def _report(message: str) -> None:
+    """One line to the log and to ``$DEC_ERROR_FILE``, which the local CLI shows the user."""
+    log.error(message)
+    if os.environ.get(ERROR_FILE_ENV):
+        with open(os.environ[ERROR_FILE_ENV], "a", encoding="utf-8") as f:
+            f.write(message + "\n")
 
 
 @dataclass
@@ -71,10 +91,16 @@ class TrackingContext:
     run_key: str
     tracking_uri: str = ""
     experiment: str = tracking.DEFAULT_EXPERIMENT
+    owns_run: bool = False
+    """The run is this step's own (a cacheable step's, see ``own``), not the pipeline's."""
+
+    LAST_STEP: typing.ClassVar[str] = "register"
 
     def step(self, name: str):
+        """The step's MLflow run; only the last step, or a step's own run, ends it FINISHED."""
         return tracking.step_run(self.run_key, name, tracking_uri=self.tracking_uri or None,
-                                 experiment=self.experiment)
+                                 experiment=self.experiment,
+                                 final=self.owns_run or name == self.LAST_STEP)
 
     def own(self, step: str, *work: Any) -> TrackingContext:
         """Without a pipeline run key (a cacheable step), a run of the step's own, keyed by
@@ -82,7 +108,7 @@ class TrackingContext:
         if self.run_key:
             return self
         key = hashlib.sha256(json.dumps(work, sort_keys=True, default=str).encode())
-        return dataclasses.replace(self, run_key=f"{step}-{key.hexdigest()[:16]}")
+        return dataclasses.replace(self, run_key=f"{step}-{key.hexdigest()[:16]}", owns_run=True)
 
 
 def begin(step: str, tensorflow: bool = True) -> None:
@@ -125,14 +151,27 @@ def fingerprint(x: np.ndarray) -> str:
 # ---------------------------------------------------------------------------------------- ingest
 
 @user_errors_exit
-def ingest(data: dict, seed: int, out_path: str, ctx: TrackingContext) -> dict[str, Any]:
+def ingest(data: dict, seed: int, out_path: str, ctx: TrackingContext,
+           n_clusters: int = 0) -> dict[str, Any]:
+    """Load and validate the images once; every later step reads the file this writes.
+
+    ``n_clusters`` (``dec.n_clusters``) is checked against the images here, before pretraining
+    spends minutes on data that cannot give that many clusters.
+    """
     begin("ingest", tensorflow=False)
+    from dec_lib.validation import check_n_clusters
+
     config = config_from_sections(seed, data=data)
-    ctx = ctx.own("ingest", data, seed)
+    ctx = ctx.own("ingest", data, seed, *([n_clusters] if n_clusters else []))
     with ctx.step("ingest") as run:
         _log_section(config, "data")
         dataset = load_dataset(config.data.dataset, n_samples=config.data.n_samples,
                                seed=config.seed)
+        if n_clusters:
+            try:
+                check_n_clusters(n_clusters, dataset.n_samples)
+            except DecError as error:
+                raise DecError(f"{dataset.source}: {error}") from None
         save_dataset(dataset, out_path)
         meta = {
             "n_samples": dataset.n_samples,

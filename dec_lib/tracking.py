@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlparse
 
-from dec_lib.errors import ConfigError, TrackingError
+from dec_lib.errors import ConfigError, DecError, TrackingError, short_text
 
 log = logging.getLogger(__name__)
 
@@ -209,39 +209,235 @@ def find_or_create_run(run_key: str, experiment_id: str) -> str:
     return run_id
 
 
+STEP_RUNNING, STEP_DONE, STEP_FAILED, STEP_KILLED = "running", "done", "failed", "killed"
+FAILED_STEP_TAG = "dec.failed_step"
+FAILURE_TAG = "dec.failure"
+PERMANENT_TAG = "dec.failure_permanent"
+HEARTBEAT_TAG = "dec.heartbeat"
+RUN_ID_FILE_ENV = "DEC_RUN_ID_FILE"
+"""When set, each step appends the id of the MLflow run it opened: the local CLI reads it to mark
+the run KILLED when it is interrupted between steps, when no step is there to do it."""
+
+STALE_RUN_SECONDS = 6 * 3600
+"""A RUNNING pipeline run none of whose steps reported (``dec.heartbeat``) for this long was lost
+(a pod killed with SIGKILL, a node gone): the next pipeline run marks it KILLED. Long enough for
+any step between two reports; ``$DEC_STALE_RUN_SECONDS`` overrides it."""
+_HEARTBEAT_EVERY = 60.0
+_last_heartbeat = 0.0
+
+
+class StepInterrupted(KeyboardInterrupt):
+    """SIGTERM or SIGINT reached a step: it stops, and its run is marked KILLED, not FAILED."""
+
+    def __init__(self, signum: int):
+        import signal
+
+        self.signum = signum
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+
+
+class RepeatedFailure(DecError):
+    """A retried step whose previous attempt failed with an error no retry can fix."""
+
+
 @contextmanager
 def step_run(run_key: str, step: str, *, tracking_uri: str | None = None,
-             experiment: str = DEFAULT_EXPERIMENT) -> Iterator[Any]:
+             experiment: str = DEFAULT_EXPERIMENT, final: bool = False) -> Iterator[Any]:
     """Make the pipeline run's MLflow run active for one step, and time the step.
 
-    The step's compute time is logged as ``phase_seconds.<step>``; a failing step marks the run
-    failed, so a broken pipeline never looks finished in the MLflow UI. Every call to the server
-    goes through ``with_retries``, and when the server is what failed, marking the run failed is
-    only tried: the step's own error, not that one, is what the user sees.
+    The run stays RUNNING between steps and is ended FINISHED only by the ``final`` step (the
+    pipeline's last, or a cacheable step's run of its own): a run that stops anywhere before is
+    not a success. A failing step ends it FAILED, a step stopped by SIGTERM or SIGINT KILLED,
+    either way with the step and the reason as tags (``dec.failed_step``, ``dec.failure``) and
+    the step's tag ``failed`` or ``killed``, never left ``running``. A retried step whose last
+    attempt failed with a user error (``dec.failure_permanent``) fails again at once instead of
+    repeating work that can only fail the same way. Every call to the server goes through
+    ``with_retries``, and when the server is what failed, marking the run is only tried: the
+    step's own error, not that one, is what the user sees.
     """
     import mlflow
 
     check_run_key(run_key)
     experiment_id = configure(tracking_uri, experiment)
     run_id = find_or_create_run(run_key, experiment_id)
+    _note_run_id(run_id)
+    _refuse_repeated_permanent_failure(run_id, step)
+    close_stale_runs(experiment_id, keep=run_id)
     started = time.perf_counter()
     log.info("%s: started (MLflow run %s)", step, run_id)
     run = with_retries(lambda: mlflow.start_run(run_id=run_id), f"resume MLflow run {run_id}")
     try:
-        with_retries(lambda: mlflow.set_tag(f"step.{step}", "running"), "mark the step running")
-        yield run
-        seconds = time.perf_counter() - started
-        log_metrics({f"phase_seconds.{step}": seconds,
-                     f"peak_memory_mb.{step}": peak_memory_mb()})
-        with_retries(lambda: mlflow.set_tag(f"step.{step}", "done"), "mark the step done")
-    except BaseException:
+        with _signals_interrupt_the_step():
+            with_retries(lambda: mlflow.set_tags({f"step.{step}": STEP_RUNNING,
+                                                  HEARTBEAT_TAG: str(int(time.time()))}),
+                         "mark the step running")
+            yield run
+            seconds = time.perf_counter() - started
+            log_metrics({f"phase_seconds.{step}": seconds,
+                         f"peak_memory_mb.{step}": peak_memory_mb()})
+            with_retries(lambda: mlflow.set_tag(f"step.{step}", STEP_DONE), "mark the step done")
+    except BaseException as error:
         try:
-            _end_run(run_id, "FAILED")
-        except Exception as error:  # never in place of the step's own error
-            log.warning("MLflow: could not mark run %s failed: %s", run_id, error)
+            end_failed(run_id, step, error)
+        except Exception as mark_error:  # never in place of the step's own error
+            log.warning("MLflow: could not mark run %s failed: %s", run_id, mark_error)
         raise
-    with_retries(lambda: _end_run(run_id, "FINISHED"), f"finish MLflow run {run_id}")
+    if final:
+        with_retries(lambda: _end_run(run_id, "FINISHED"), f"finish MLflow run {run_id}")
+    else:
+        _leave_run(run_id)
     log.info("%s: done in %.1fs", step, seconds)
+
+
+def end_failed(run_id: str, step: str, error: BaseException) -> None:
+    """End ``run_id`` KILLED (an interruption) or FAILED, with ``step`` and the reason as tags."""
+    killed = isinstance(error, KeyboardInterrupt)
+    reason = str(error) or type(error).__name__
+    if isinstance(error, SystemExit):  # user_errors_exit logged the reason, and exits 1
+        reason = "the step exited with a user error (see its log)"
+    permanent = isinstance(error, DecError) and not isinstance(error, TrackingError)
+    mark_ended(run_id, "KILLED" if killed else "FAILED", {
+        f"step.{step}": STEP_KILLED if killed else STEP_FAILED,
+        FAILED_STEP_TAG: step,
+        FAILURE_TAG: short_text(redact(reason), 240),
+        PERMANENT_TAG: str(permanent).lower(),
+    })
+
+
+def mark_ended(run_id: str, status: str, tags: dict[str, str]) -> None:
+    """End ``run_id`` with ``status`` and set ``tags`` on it (one try each: used on the way out).
+
+    Ending comes first: it leaves the active run in this process even when the server refuses
+    the update, so a step that failed because of the server is not left inside its run.
+    """
+    import mlflow
+
+    _end_run(run_id, status)
+    client = mlflow.MlflowClient()
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value)
+
+
+def _leave_run(run_id: str) -> None:
+    """Stop being the active run in this process without ending it: the run stays RUNNING.
+
+    ``mlflow.start_run`` registers an exit hook that ends the active run FINISHED, which would
+    record every step's exit as the pipeline's success; ending it with status RUNNING is MLflow's
+    public way to leave it (it also records an end time, which the last step overwrites).
+    """
+    import mlflow
+
+    active = mlflow.active_run()
+    if active is not None and active.info.run_id == run_id:
+        with_retries(lambda: mlflow.end_run("RUNNING"), f"leave MLflow run {run_id}")
+
+
+def _note_run_id(run_id: str) -> None:
+    path = os.environ.get(RUN_ID_FILE_ENV)
+    if path:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(run_id + "\n")
+
+
+def _refuse_repeated_permanent_failure(run_id: str, step: str) -> None:
+    """Fail at once when this step already failed in this run with an error no retry can fix.
+
+    Kubeflow retries a failed pod whatever the reason (``set_retry``); a retry of a user error
+    would repeat minutes of work to fail the same way.
+    """
+    import mlflow
+
+    run = with_retries(lambda: mlflow.MlflowClient().get_run(run_id), f"read run {run_id}")
+    tags = run.data.tags
+    if (run.info.status == "FAILED" and tags.get(FAILED_STEP_TAG) == step
+            and tags.get(PERMANENT_TAG) == "true"):
+        raise RepeatedFailure(f"{tags.get(FAILURE_TAG, 'a user error')} (not retried: the "
+                              "previous attempt of this step failed the same way; fix the "
+                              "input and start a new run)")
+
+
+def close_stale_runs(experiment_id: str, keep: str) -> list[str]:
+    """Mark KILLED the pipeline runs left RUNNING by steps that died without a word.
+
+    A step killed with SIGKILL (out of memory, a deleted pod, a lost node) cannot end its run,
+    and no later step of that pipeline run comes to do it: each pipeline run has its own key, so
+    no other run ever reopens it. A run counts as lost once no step has reported
+    (``dec.heartbeat``, refreshed at most every minute while a step logs) for
+    ``STALE_RUN_SECONDS``. Returns the ids marked.
+    """
+    import mlflow
+
+    limit = float(os.environ.get("DEC_STALE_RUN_SECONDS", STALE_RUN_SECONDS))
+    client = mlflow.MlflowClient()
+    runs = with_retries(lambda: client.search_runs([experiment_id], "attributes.status = 'RUNNING'",
+                                                   max_results=100),
+                        "look for stale runs")
+    now = time.time()
+    closed = []
+    for run in runs:
+        tags = run.data.tags
+        if run.info.run_id == keep or RUN_KEY_TAG not in tags:
+            continue
+        try:
+            last = float(tags.get(HEARTBEAT_TAG, run.info.start_time / 1000))
+        except ValueError:
+            last = run.info.start_time / 1000
+        if now - last < limit:
+            continue
+        running = [k for k, v in tags.items() if k.startswith("step.") and v == STEP_RUNNING]
+        try:
+            mark_ended(run.info.run_id, "KILLED", {
+                **{k: STEP_KILLED for k in running},
+                FAILED_STEP_TAG: running[0][len("step."):] if running else "unknown",
+                FAILURE_TAG: f"lost: no step reported for {int(now - last)} s; found by a "
+                             "later pipeline run",
+            })
+            closed.append(run.info.run_id)
+            log.warning("MLflow: run %s (pipeline run %s) was left RUNNING by a step that "
+                        "died; marked KILLED", run.info.run_id, tags[RUN_KEY_TAG])
+        except Exception as error:  # another run's bookkeeping must not fail this one
+            log.warning("MLflow: could not close stale run %s: %s", run.info.run_id, error)
+    return closed
+
+
+def heartbeat() -> None:
+    """Record on the active run that its step is alive (at most once a minute)."""
+    global _last_heartbeat
+    import mlflow
+
+    now = time.time()
+    if now - _last_heartbeat < _HEARTBEAT_EVERY or mlflow.active_run() is None:
+        return
+    _last_heartbeat = now
+    with_retries(lambda: mlflow.set_tag(HEARTBEAT_TAG, str(int(now))), "record a heartbeat")
+
+
+@contextmanager
+def _signals_interrupt_the_step() -> Iterator[None]:
+    """SIGTERM (what Kubernetes and the local CLI send) and SIGINT raise ``StepInterrupted``.
+
+    Python's default for SIGTERM is to die on the spot, leaving the run RUNNING and the step
+    tagged ``running``. The first signal ignores further ones, so a second Ctrl-C cannot cut the
+    bookkeeping short. Only in the main thread (where Python delivers signals).
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise StepInterrupted(signum)
+
+    previous = {s: signal.signal(s, interrupt) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _end_run(run_id: str, status: str) -> None:
@@ -274,6 +470,7 @@ def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
 
     with_retries(lambda: mlflow.log_metrics({k: float(v) for k, v in metrics.items()},
                                             step=step), "log metrics")
+    heartbeat()
 
 
 def _param_value(value: Any) -> str:
@@ -309,3 +506,96 @@ def adopt(step: str, record: dict[str, Any] | None) -> None:
     log_metrics(record.get("metrics", {}))
     with_retries(lambda: mlflow.set_tag(f"{step}.mlflow_run_id", record["mlflow_run_id"]),
                  "tag the adopted step")
+
+
+_BUILT_IN_SCHEMES = ("", "file", "sqlite", "http", "https", "postgresql", "mysql", "mssql",
+                     "databricks", "databricks-uc", "uc")
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def check_tracking_uri(uri: str, local: bool = True) -> str:
+    """``uri`` if MLflow can use it, checked in milliseconds before anything starts.
+
+    MLflow discovers an unusable URI late and slowly: a read-only SQLite path after about 100 s
+    of its own retries, a file that is not a database or an unknown scheme as a traceback. The
+    scheme must be one MLflow knows (built in, or a plugin's ``mlflow.tracking_store`` entry
+    point). With ``local`` (the store is on this machine), a SQLite file must be a database or
+    not exist yet, in a folder that can be written.
+
+    Raises:
+        TrackingError: one line naming the URI and what is wrong.
+    """
+    from importlib.metadata import entry_points
+
+    bare = redact(uri)
+    scheme = urlparse(uri).scheme.lower()
+    plugins = {entry.name for entry in entry_points(group="mlflow.tracking_store")}
+    if scheme not in _BUILT_IN_SCHEMES and scheme not in plugins:
+        known = ", ".join(s for s in _BUILT_IN_SCHEMES if s) + (
+            f", {', '.join(sorted(plugins))}" if plugins else "")
+        raise TrackingError(f"--mlflow-uri {short_text(bare, 120)}: unknown scheme "
+                            f"{short_text(scheme, 40)!r}; MLflow reads {known}")
+    if local and scheme == "sqlite" and uri.lower().startswith("sqlite:///"):
+        # SQLAlchemy's form: three slashes then the path (relative, or absolute with a fourth).
+        path = uri[len("sqlite:///"):].split("?", 1)[0]
+        if path and path != ":memory:":
+            _check_sqlite_file(bare, Path(unquote(path)))
+    return uri
+
+
+def _check_sqlite_file(uri: str, path: Path) -> None:
+    import stat
+    import tempfile
+
+    where = f"--mlflow-uri {short_text(uri, 120)}"
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        info = None
+    except OSError as error:
+        raise TrackingError(f"{where}: cannot use {path}: {error.strerror or error}") from None
+    if info is not None:
+        if not stat.S_ISREG(info.st_mode):
+            raise TrackingError(f"{where}: {path} is not a regular file")
+        try:
+            with open(path, "rb") as f:
+                head = f.read(len(_SQLITE_MAGIC))
+        except OSError as error:
+            raise TrackingError(f"{where}: cannot read {path}: {error.strerror or error}"
+                                ) from None
+        if head and head != _SQLITE_MAGIC:
+            raise TrackingError(f"{where}: {path} is not an SQLite database; point the URI "
+                                "at a new file or at an MLflow database")
+    try:  # SQLite writes a journal beside the file: the folder itself must take a write
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+        if info is not None and not os.access(path, os.W_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as error:
+        raise TrackingError(f"{where}: cannot write the database in {path.parent} "
+                            f"({error.strerror or error}); use a writable path") from None
+
+
+def end_if_left_running(run_id: str, status: str, reason: str,
+                        steps: tuple[str, ...] = ()) -> str:
+    """End ``run_id`` with ``status`` if its steps left it RUNNING; returns where it stopped.
+
+    For the local CLI, which outlives its steps: interrupted between two steps, or after a step
+    that died without a word, nobody else would end the run. ``steps`` (in order) name the
+    place when no step was running ("after ingest").
+    """
+    import mlflow
+
+    run = with_retries(lambda: mlflow.MlflowClient().get_run(run_id), f"read run {run_id}")
+    tags = run.data.tags
+    running = [k[len("step."):] for k, v in tags.items()
+               if k.startswith("step.") and v == STEP_RUNNING]
+    done = [s for s in steps if tags.get(f"step.{s}") == STEP_DONE]
+    where = (running[0] if running else tags.get(FAILED_STEP_TAG)
+             or (f"after {done[-1]}" if done else "before the first step"))
+    if run.info.status == "RUNNING":
+        mark_ended(run_id, status, {
+            **{f"step.{s}": STEP_KILLED if status == "KILLED" else STEP_FAILED
+               for s in running},
+            FAILED_STEP_TAG: where, FAILURE_TAG: short_text(reason, 240)})
+    return where

@@ -106,14 +106,24 @@ def check_labels(y: Any, n: int, source: str) -> np.ndarray | None:
     if kind in "iu":
         if kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
             raise DataError(source, "labels exceed the int64 range")
-        return arr.astype(np.int64, copy=False)
+        return _non_negative(arr.astype(np.int64, copy=False), source)
     if kind == "f":
         if np.isnan(arr).any():
             raise DataError(source, f"{int(np.isnan(arr).sum())} labels are NaN")
         if not np.isfinite(arr).all() or not (arr == np.round(arr)).all():
             raise DataError(source, "labels must be integers (got non-integral float values)")
-        return arr.astype(np.int64)
+        return _non_negative(arr.astype(np.int64), source)
     raise DataError(source, f"labels have dtype {arr.dtype}; expected integers")
+
+
+def _non_negative(labels: np.ndarray, source: str) -> np.ndarray:
+    """Labels index the confusion matrix (``bincount``): a negative one would only fail at
+    evaluation, after all the training."""
+    if labels.size and labels.min() < 0:
+        bad = np.flatnonzero(labels < 0)
+        raise DataError(source, f"{bad.size} label(s) are negative (first: {labels[bad[0]]} at "
+                        f"index {bad[0]}); labels must be 0 or more")
+    return labels
 
 
 def check_n_clusters(n_clusters: Any, n_samples: int) -> int:
@@ -123,12 +133,12 @@ def check_n_clusters(n_clusters: Any, n_samples: int) -> int:
     would fail much later with an obscure error.
 
     Raises:
-        ConfigError: on 'dec.n_clusters' when it is not an integer in 1..n_samples.
+        ConfigError: on 'dec.n_clusters' when it is not an integer in 2..n_samples.
     """
     if isinstance(n_clusters, bool) or not isinstance(n_clusters, numbers.Integral):
         raise ConfigError("dec.n_clusters", f"must be an integer, got {n_clusters!r}")
-    if n_clusters < 1:
-        raise ConfigError("dec.n_clusters", f"must be at least 1, got {n_clusters}")
+    if n_clusters < 2:  # one cluster is no clustering: every soft assignment would be 1
+        raise ConfigError("dec.n_clusters", f"must be at least 2, got {n_clusters}")
     if n_clusters > n_samples:
         raise ConfigError(
             "dec.n_clusters",

@@ -5,10 +5,12 @@ with one summary or one error line (exit status 1 for a user mistake).
 """
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import re
+import signal
 import sys
 import tempfile
 import time
@@ -16,9 +18,11 @@ import warnings
 from pathlib import Path
 
 from dec_lib.config import PRESETS, RunConfig, preset
-from dec_lib.errors import DecError
+from dec_lib.errors import DecError, short_text
 from dec_lib.progress import LINE_PATTERN, format_duration, setup_logging
+from dec_lib.registry_names import check_model_name
 from pipelines.backends import BACKENDS, DEFAULT_BACKEND
+from pipelines.interrupts import GRACE_SECONDS, Interrupted, descendants, stop_on_signals, wait_gone
 
 log = logging.getLogger("dec.cli")
 
@@ -63,14 +67,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pipelines.dag import build_pipeline, pipeline_arguments
 
     config = build_config(args)
+    check_model_name(args.model_name)
     work_dir = writable_work_dir(args.work_dir)
     tracking_uri = _credentials_to_env(args.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI")
                                        or tracking.sqlite_uri(work_dir))
-    if config.data.dataset != "mnist" and not Path(config.data.dataset).exists():
-        raise DecError(f"{config.data.dataset}: no such file or directory (--dataset)")
+    tracking.check_tracking_uri(tracking_uri)
+    from dec_lib.data import check_source
+
+    check_source(config.data.dataset)  # what names and headers tell, before any run exists
     error_file = work_dir / f".errors-{os.getpid()}"
     error_file.unlink(missing_ok=True)
+    run_id_file = work_dir / f".runs-{os.getpid()}"
+    run_id_file.unlink(missing_ok=True)
     os.environ.update({"TF_CPP_MIN_LOG_LEVEL": "2", "DEC_ERROR_FILE": str(error_file),
+                       tracking.RUN_ID_FILE_ENV: str(run_id_file),
                        "DEC_LOG_LEVEL": logging.getLevelName(log.getEffectiveLevel())})
     log.info("%s on %s: %s", _config_source(args), config.data.dataset,
              ", ".join(f"{k}={v}" for k, v in config.flat().items()
@@ -83,14 +93,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     pipeline = build_pipeline(config, placement, model_name=args.model_name, cache=False)
     log_path = work_dir / "logs" / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
     started = time.perf_counter()
-    with warnings.catch_warnings(), StepOutput(log_path, show_all=args.verbose) as output:
-        # Locally the components run in this environment, so the cluster-only task settings
-        # (images, resources, accelerators) are expected to be ignored.
-        warnings.filterwarnings("ignore", message=".*non-Python base image.*")
-        warnings.filterwarnings("ignore", message=".*no effect in the current local runner.*")
-        task = pipeline(**pipeline_arguments(
-            config, model_name=args.model_name, tracking_uri=tracking_uri,
-            experiment=args.experiment, checkpoint_root=str(work_dir / "checkpoints")))
+    with stop_on_signals():
+        try:
+            with (warnings.catch_warnings(),
+                  StepOutput(log_path, show_all=args.verbose) as output):
+                # Locally the components run in this environment, so the cluster-only task
+                # settings (images, resources, accelerators) are expected to be ignored.
+                warnings.filterwarnings("ignore", message=".*non-Python base image.*")
+                warnings.filterwarnings("ignore",
+                                        message=".*no effect in the current local runner.*")
+                task = pipeline(**pipeline_arguments(
+                    config, model_name=args.model_name, tracking_uri=tracking_uri,
+                    experiment=args.experiment, checkpoint_root=str(work_dir / "checkpoints")))
+        except Interrupted as stop:
+            wait_gone(stop.pids + descendants(), GRACE_SECONDS + 1)
+            stop.detail = _end_runs_left_running(
+                run_id_file, tracking_uri, "KILLED",
+                f"interrupted by {signal.Signals(stop.signum).name} (dec-pipeline run)")
+            raise
     wall = time.perf_counter() - started
     registered = task.outputs.get("Output")
     if registered is None or not registered.metadata:
@@ -100,7 +120,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             if not args.verbose:
                 sys.stderr.write("".join(output.tail))
             reason = f"a pipeline step failed; the full log is {log_path}"
+        # A step that died without a word (killed, crashed) could not end the run itself.
+        _end_runs_left_running(run_id_file, tracking_uri, "FAILED",
+                               reason.splitlines()[-1])
         raise DecError(reason.splitlines()[-1])
+    run_id_file.unlink(missing_ok=True)
     log.info("full log: %s", log_path)
     summary = _summary(registered.metadata, config, wall)
     _print_summary(summary)
@@ -132,6 +156,31 @@ def _local_runner(args: argparse.Namespace, config: RunConfig, work_dir: Path,
     return runner, Placement(image=image, gpu_image=image, local=True), config
 
 
+def _end_runs_left_running(run_id_file: Path, tracking_uri: str, status: str,
+                           reason: str) -> str:
+    """End with ``status`` the MLflow runs this run's steps opened and left RUNNING; returns
+    where the pipeline stopped and which run, for the one line the user sees."""
+    import mlflow
+
+    from dec_lib import tracking
+
+    try:
+        run_ids = list(dict.fromkeys(run_id_file.read_text().split()))
+    except OSError:
+        return "before any step started; no MLflow run was created"
+    finally:
+        run_id_file.unlink(missing_ok=True)
+    mlflow.set_tracking_uri(tracking_uri)
+    where = ""
+    for run_id in run_ids:
+        try:
+            where = tracking.end_if_left_running(run_id, status, reason, PHASES)
+        except Exception as error:  # the user's line is about the pipeline, not this
+            log.warning("could not mark MLflow run %s %s: %s", run_id, status,
+                        tracking.redact(str(error)))
+    return f"stopped {where}; MLflow run {run_ids[-1]} is {status}" if run_ids else ""
+
+
 def writable_work_dir(path: str) -> Path:
     """``path``, created if missing and tried with a small write, or one error that names it.
 
@@ -149,6 +198,31 @@ def writable_work_dir(path: str) -> Path:
         raise DecError(f"{work_dir}: the work dir is not writable ({error.strerror or error}); "
                        "pass --work-dir a directory you can write to") from None
     return work_dir
+
+
+def writable_output(path: str) -> Path:
+    """``path`` as a file this command can write, checked before the work that fills it.
+
+    ``predict`` found an output path under a regular file, or in a read-only folder, only
+    after inference, as a traceback; now it is one line naming the path, before anything runs.
+    """
+    output = Path(path)
+    if output.is_dir():
+        raise DecError(f"{output}: is a directory; --output needs a file name")
+    for folder in output.parents:  # the nearest that exists must be a folder
+        if folder.exists():
+            if not folder.is_dir():
+                raise DecError(f"{output}: {folder} is a file, not a folder (Not a directory); "
+                               "pass --output a path in a folder you can write to")
+            break
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=output.parent):
+            pass
+    except OSError as error:
+        raise DecError(f"{output}: cannot write there ({error.strerror or error}); pass "
+                       "--output a path in a folder you can write to") from None
+    return output
 
 
 class StepOutput:
@@ -252,9 +326,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
     placement = _placement(args)
     target = _backend(args)
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
     config = build_config(args)
+    check_model_name(args.model_name)
+    output = writable_output(args.output)
     compile_package(build_pipeline(config, placement, cache=args.cache,
                                    model_name=args.model_name, backend=target),
                     str(output), target)
@@ -343,36 +417,110 @@ def _credentials_to_env(uri: str) -> str:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    """Every user mistake is one line, checked in the order that costs least: the output path,
+    the tracking URI, the input, the model, then the images against the model."""
+    output = writable_output(args.output)
+    if not args.verbose:
+        _quiet_third_parties()
+    from dec_lib import tracking
+
+    tracking.bound_http_retries()  # an unreachable server: seconds, not minutes
+    uri = args.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        uri = _credentials_to_env(uri)
+        tracking.check_tracking_uri(uri)
     import mlflow
 
-    from dec_lib.data import load_dataset
+    from dec_lib.data import check_source_path, load_dataset
     from dec_lib.image_folder import read_png_files
 
-    if args.mlflow_uri:
-        mlflow.set_tracking_uri(_credentials_to_env(args.mlflow_uri))
+    if uri:
+        mlflow.set_tracking_uri(uri)
+    check_source_path(args.input)
     files = _png_input(Path(args.input))
     if files:
         x = read_png_files(files)
     else:
         images = load_dataset(args.input)
         x = images.x.reshape((images.n_samples, *images.image_shape))
-    model = mlflow.pyfunc.load_model(args.model)
-    predictions = model.predict(x)
+    with _native_stderr_muted(not args.verbose):  # TensorFlow's C++ start-up lines
+        model = _load_model(args.model)
+        try:
+            predictions = model.predict(x)
+        except DecError:
+            raise
+        except Exception as error:  # the pyfunc wraps our DataError (e.g. a shape) in its own
+            raise DecError(f"{args.input}: the model cannot take these images: "
+                           f"{short_text(str(error).splitlines()[0] if str(error) else '', 300)}"
+                           ) from None
     predictions.insert(0, "index", range(len(predictions)))
     if files:
         predictions.insert(1, "file", [f.name for f in files])
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
     # Through a temporary file in the same folder: a reader never sees half a CSV, and an
     # interrupted run leaves the previous output in place.
     tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
     try:
         predictions.to_csv(tmp, index=False)
         os.replace(tmp, output)
+    except OSError as error:
+        raise DecError(f"{output}: cannot write the predictions ({error.strerror or error})"
+                       ) from None
     finally:
         tmp.unlink(missing_ok=True)
     print(f"wrote {len(predictions)} predictions to {args.output}")
     return 0
+
+
+def _load_model(model_uri: str):
+    """The pyfunc at ``model_uri``, or one line saying why not (no such model, version or
+    alias; an unreachable server, after the bounded retries)."""
+    import mlflow
+
+    try:
+        return mlflow.pyfunc.load_model(model_uri)
+    except Exception as error:
+        from dec_lib.tracking import redact
+
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise DecError(f"--model {short_text(model_uri, 120)}: cannot load the model: "
+                       f"{short_text(redact(first), 300)}") from None
+
+
+@contextlib.contextmanager
+def _native_stderr_muted(mute: bool):
+    """File descriptor 2 to /dev/null within the block, when ``mute``.
+
+    TensorFlow's C++ runtime logs through absl before ``TF_CPP_MIN_LOG_LEVEL`` is consulted
+    ("oneDNN custom operations are on"), straight to the descriptor, past Python's
+    ``sys.stderr``. Python errors still reach the user: they propagate, and are printed after
+    the descriptor is back.
+    """
+    if not mute:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _quiet_third_parties() -> None:
+    """TensorFlow's C++ and oneDNN notices, MLflow's warnings and progress bars: off, so the
+    command prints its own lines only (``--verbose`` shows them)."""
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    warnings.filterwarnings("ignore")
+    # MLflow warns while loading a model even so (its own filters win over ours): drop at the
+    # point of showing instead.
+    warnings.showwarning = lambda *args, **kwargs: None
+    for name in ("mlflow", "tensorflow", "absl", "keras", "urllib3"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 # ------------------------------------------------------------------------------ submit/schedule
@@ -409,7 +557,19 @@ def _compiled_package(args: argparse.Namespace, directory: str) -> tuple[str, di
     return path, arguments
 
 
+def _check_kfp_arguments(args: argparse.Namespace) -> None:
+    """Everything ``submit`` and ``schedule`` can check here, before contacting the cluster: a
+    mistake is one line now, not a run that fails on the cluster minutes later."""
+    from dec_lib import tracking
+
+    build_config(args)
+    check_model_name(args.model_name)
+    if args.mlflow_uri:
+        tracking.check_tracking_uri(args.mlflow_uri, local=False)
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
+    _check_kfp_arguments(args)
     client = _client(args)
     with tempfile.TemporaryDirectory() as tmp:
         package, arguments = _compiled_package(args, tmp)
@@ -421,6 +581,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_schedule(args: argparse.Namespace) -> int:
+    _check_kfp_arguments(args)
     client = _client(args)
     # create_experiment returns the existing experiment of that name, if there is one.
     experiment = client.create_experiment(args.experiment, namespace=args.namespace)
@@ -569,8 +730,16 @@ def _from_dag(name: str):
     return parse
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (and exit status 2), like every other error."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {short_text(message, 500)} (see {self.prog} --help)"
+                     "\n")
+
+
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="dec-pipeline",
         description="Deep Embedded Clustering as a Kubeflow Pipelines DAG tracked in MLflow.")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and the "
@@ -650,10 +819,19 @@ def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     setup_logging("DEBUG" if args.verbose else "WARNING" if args.quiet else "INFO")
     try:
-        return args.func(args)
+        with stop_on_signals():
+            return args.func(args)
     except DecError as error:
-        print(f"error: {error}", file=sys.stderr)
+        # One line, whatever a library put in the message.
+        print(f"error: {short_text(str(error).replace(chr(10), ' '), 2000)}", file=sys.stderr)
         return 1
+    except Interrupted as stop:
+        detail = stop.detail
+        print(f"interrupted by {signal.Signals(stop.signum).name}"
+              + (f": {detail}" if detail else "")
+              + ("; run the same command again to resume (pretraining restarts from its last "
+                 "checkpoint)" if args.command == "run" else ""), file=sys.stderr)
+        return stop.exit_status
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

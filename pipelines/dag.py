@@ -235,6 +235,7 @@ def build_pipeline(config: "RunConfig | None" = None, placement: "Placement | No
         tracking_uri: str = "",  # empty: $MLFLOW_TRACKING_URI, from the Secret on a cluster
         experiment: str = DEFAULT_EXPERIMENT,
         checkpoint_root: str = p.checkpoint_root,
+        n_clusters: int = c.dec.n_clusters,
     ) -> Artifact:
         # The run's id, not its display name: recurring runs have none, and names repeat.
         run = {"run_key": backend.run_key, "tracking_uri": tracking_uri,
@@ -242,8 +243,12 @@ def build_pipeline(config: "RunConfig | None" = None, placement: "Placement | No
 
         cache_pretrain = cache and not c.registry.warm_start
         # A cacheable step gets no run key: a key unique to the run would defeat the cache.
-        ingested = _place(ingest(data=data, seed=seed, **{**run, "run_key": "" if cache
-                                                          else run["run_key"]}),
+        # Ingest checks the images against dec.n_clusters, passed again as a number: KFP cannot
+        # index the dec struct. A cacheable ingest gets neither: a new count would miss its
+        # cache and so pretraining's; kmeans_init checks the count then, after a pretraining
+        # that the corrected run takes from the cache.
+        ingested = _place(ingest(data=data, seed=seed, n_clusters=0 if cache else n_clusters,
+                                 **{**run, "run_key": "" if cache else run["run_key"]}),
                           "ingest", p.image)
         trained_ae = _place(pretrain(dataset=ingested.outputs["dataset"],
                                      autoencoder=autoencoder, pretrain=pretrain_config,
@@ -303,6 +308,7 @@ def pipeline_arguments(config: RunConfig, **extra) -> dict:
         "init": sections["init"],
         "dec": sections["dec"],
         "registry": sections["registry"],
+        "n_clusters": config.dec.n_clusters,
         **extra,
     }
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dec_lib.config import (
     PRESETS,
@@ -296,3 +298,46 @@ def test_other_values_for_a_bool_are_refused_naming_the_key(raw):
     with pytest.raises(ConfigError) as info:
         _coerce("some.flag", raw, bool)
     assert info.value.key == "some.flag"
+
+
+# ------------------------------------------------------------- bounds: refused before training
+
+@pytest.mark.parametrize("assignment,key", [
+    ("seed=18446744073709551616", "seed"),
+    ("seed=4294967296", "seed"),
+    ("dec.n_clusters=1", "dec.n_clusters"),
+    ("pretrain.epochs=99999999999", "pretrain.epochs"),
+    ("autoencoder.hidden_dims=[]", "autoencoder.hidden_dims"),
+    ("autoencoder.hidden_dims=[10000000]", "autoencoder.hidden_dims"),
+    ("autoencoder.hidden_dims=[" + ",".join(["8"] * 17) + "]", "autoencoder.hidden_dims"),
+    ("pretrain.batch_size=10000000000", "pretrain.batch_size"),
+    ("dec.maxiter=1000000000000", "dec.maxiter"),
+    ("init.n_init=100000", "init.n_init"),
+    ("data.n_samples=100000000000", "data.n_samples"),
+    ("pretrain.learning_rate=1e300", "pretrain.learning_rate"),
+])
+def test_values_that_can_only_fail_or_run_for_days_are_refused_naming_the_key(assignment, key):
+    with pytest.raises(ConfigError) as error:
+        preset("quick").with_overrides([assignment])
+    assert error.value.key == key
+    assert len(str(error.value)) < 300
+
+
+@given(st.integers(min_value=0, max_value=2**32 - 1))
+@settings(max_examples=30, deadline=None)
+def test_every_seed_numpy_and_tensorflow_accept_is_accepted(seed):
+    assert preset("quick").with_overrides([f"seed={seed}"]).seed == seed
+
+
+@given(st.one_of(st.integers(max_value=-1), st.integers(min_value=2**32)))
+@settings(max_examples=30, deadline=None)
+def test_every_seed_outside_32_bits_is_refused(seed):
+    with pytest.raises(ConfigError) as error:
+        preset("quick").with_overrides([f"seed={seed}"])
+    assert error.value.key == "seed" and len(str(error.value)) < 300
+
+
+def test_a_value_of_a_million_digits_is_refused_in_one_short_line():
+    with pytest.raises(ConfigError) as error:
+        preset("quick").with_overrides(["seed=" + "9" * 1_000_000])
+    assert error.value.key == "seed" and len(str(error.value)) < 300

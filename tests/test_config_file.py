@@ -10,6 +10,7 @@ import yaml
 
 from dec_lib.config import PRESETS, RunConfig, preset
 from dec_lib.config_file import (
+    MAX_CONFIG_BYTES,
     config_from_file,
     dump_config,
     field_docs,
@@ -199,3 +200,82 @@ def test_loaded_values_build_a_valid_config(tmp_path):
     values = load_config_file(path)
     assert RunConfig.from_dict(values) == RunConfig(seed=4).with_overrides(
         ["data.n_samples=300"])
+
+
+# ------------------------------------------------------------------- hostile files: bounded
+
+def _billion_laughs(levels: int) -> str:
+    lines = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for i in range(1, levels):
+        refs = ", ".join([f"*a{i - 1}"] * 9)
+        lines.append(f"a{i}: &a{i} [{refs}]")
+    lines.append(f"pretrain: {{epochs: *a{levels - 1}}}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("levels", [4, 6, 9])
+def test_a_yaml_alias_bomb_is_refused_quickly_in_one_short_line(tmp_path, levels):
+    import time
+
+    path = _write(tmp_path, "laughs.yaml", _billion_laughs(levels))
+    started = time.perf_counter()
+    with pytest.raises(DataError, match="alias") as error:
+        load_config_file(path)
+    assert time.perf_counter() - started < 1
+    assert len(str(error.value)) < 300 and "\n" not in str(error.value)
+
+
+def test_a_few_yaml_aliases_are_still_read(tmp_path):
+    path = _write(tmp_path, "anchors.yaml",
+                  "autoencoder: {hidden_dims: &dims [64, 32]}\npretrain: {epochs: 5}\n")
+    assert load_config_file(path)["autoencoder"]["hidden_dims"] == [64, 32]
+
+
+def test_a_yaml_alias_that_refers_to_itself_is_refused(tmp_path):
+    path = _write(tmp_path, "loop.yaml", "a: &a [*a]\n")
+    with pytest.raises(DataError, match="a YAML alias refers to itself"):
+        load_config_file(path)
+
+
+@pytest.mark.parametrize("name,text", [
+    ("deep.yaml", "[" * 50_000 + "]" * 50_000 + "\n"),
+    ("deep-map.yaml", "{a: " * 50_000 + "1" + "}" * 50_000 + "\n"),
+    ("deep.toml", "x = " + "[" * 50_000 + "]" * 50_000 + "\n"),
+    ("deep-tables.toml", "x = " + "{a = " * 5_000 + "1" + "}" * 5_000 + "\n"),
+])
+def test_deeply_nested_files_are_refused_without_a_recursion_error(tmp_path, name, text):
+    path = _write(tmp_path, name, text)
+    with pytest.raises(DataError, match="nested deeper than 16 levels"):
+        load_config_file(path)
+
+
+def test_a_key_written_twice_in_a_yaml_mapping_is_refused_naming_the_line(tmp_path):
+    path = _write(tmp_path, "twice.yaml", "pretrain:\n  epochs: 5\n  epochs: 50\n")
+    with pytest.raises(DataError, match=r"'epochs' is written twice \(line 3\)"):
+        load_config_file(path)
+
+
+def test_a_config_file_over_the_size_limit_is_refused_before_parsing(tmp_path):
+    path = _write(tmp_path, "big.yaml", "# " + "x" * (MAX_CONFIG_BYTES + 10) + "\n")
+    with pytest.raises(DataError, match="larger than 256 KiB"):
+        load_config_file(path)
+
+
+def test_a_fifo_given_as_the_config_file_is_refused_without_blocking(tmp_path):
+    import os
+
+    fifo = tmp_path / "pipe.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(DataError, match="FIFO"):
+        load_config_file(fifo)
+
+
+def test_an_error_about_a_huge_value_quotes_only_a_short_part_of_it(tmp_path):
+    path = _write(tmp_path, "long.yaml", "pretrain: {optimizer: " + "x" * 100_000 + "}\n")
+    with pytest.raises(ConfigError) as error:
+        config_from_file(path)
+    assert len(str(error.value)) < 300
+    path = _write(tmp_path, "list.yaml", "pretrain: {epochs: [" + "1, " * 5_000 + "1]}\n")
+    with pytest.raises(ConfigError) as error:
+        load_config_file(path)
+    assert len(str(error.value)) < 300

@@ -572,3 +572,87 @@ def test_compressed_npz_over_the_limit_is_refused(tmp_path, monkeypatch):
     assert zipfile.is_zipfile(path) and path.stat().st_size < 1024**2
     with pytest.raises(DataError, match="byte limit"):
         load_dataset(path)
+
+
+# ------------------------------------------------- hostile paths and sizes, refused up front
+
+def test_a_fifo_as_the_dataset_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "images.npz"
+    os.mkfifo(fifo)
+    with pytest.raises(DataError, match=r"images\.npz: is a FIFO \(named pipe\), not a regular"):
+        load_dataset(fifo)
+
+
+def test_a_character_device_as_the_dataset_is_refused(tmp_path):
+    with pytest.raises(DataError, match="character device"):
+        load_dataset("/dev/zero")
+
+
+def test_a_symlink_loop_is_reported_as_a_loop_not_as_missing(tmp_path):
+    (tmp_path / "a.npz").symlink_to(tmp_path / "b.npz")
+    (tmp_path / "b.npz").symlink_to(tmp_path / "a.npz")
+    with pytest.raises(DataError, match=r"a\.npz: symbolic link loop"):
+        load_dataset(tmp_path / "a.npz")
+
+
+def test_a_folder_of_jpegs_is_told_which_formats_are_read(tmp_path):
+    for i in range(3):
+        (tmp_path / f"digit{i}.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
+    with pytest.raises(DataError, match=r"holds \.jpg images, which training does not read") \
+            as error:
+        load_dataset(tmp_path)
+    assert ".npz" in str(error.value) and "IDX" in str(error.value)
+
+
+def test_an_npz_is_refused_on_what_it_would_hold_in_memory_not_on_its_bytes(tmp_path,
+                                                                            monkeypatch):
+    # 2 MB of uint8 is 10 MB once held with its float32 conversion: over an 8 MB cap, though
+    # under it as stored bytes (and a few kilobytes compressed).
+    monkeypatch.setattr(data, "MAX_HELD_BYTES", 8 * 1024**2)
+    path = tmp_path / "zeros.npz"
+    np.savez_compressed(path, x=np.zeros((2_000, 1_000), np.uint8))
+    assert path.stat().st_size < 100_000
+    with pytest.raises(DataError, match="once read and converted to float32"):
+        load_dataset(path)
+    np.savez_compressed(path, x=np.zeros((1_000, 1_000), np.uint8))  # 5 MB held: fine
+    assert load_dataset(path).n_samples == 1_000
+
+
+def test_an_idx_file_is_refused_on_what_it_would_hold_before_allocating(tmp_path, monkeypatch,
+                                                                        write_idx):
+    monkeypatch.setattr(data, "MAX_HELD_BYTES", 1024**2)
+    path = write_idx(tmp_path / "train-images-idx3-ubyte.gz", np.zeros((300, 28, 28), np.uint8))
+    with pytest.raises(DataError, match="once read and converted to float32"):
+        load_dataset(path)
+
+
+def test_negative_labels_are_refused_naming_the_labels_file(tmp_path, write_idx):
+    write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((4, 28, 28), np.uint8))
+    write_idx(tmp_path / "train-labels-idx1-ubyte", np.array([0, 1, -3, 2], np.int8))
+    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte: 1 label\(s\) are negative"):
+        load_dataset(tmp_path)
+
+
+def test_negative_labels_in_an_npz_are_refused_naming_the_npz(tmp_path):
+    path = tmp_path / "labelled.npz"
+    np.savez(path, x=np.zeros((3, 4, 4), np.uint8), y=np.array([0, -1, 1]))
+    with pytest.raises(DataError, match=r"labelled\.npz: 1 label\(s\) are negative"):
+        load_dataset(path)
+
+
+def test_check_source_refuses_from_names_and_headers_and_accepts_what_load_reads(
+        tmp_path, monkeypatch, write_idx):
+    monkeypatch.setattr(data, "MAX_HELD_BYTES", 1024**2)
+    np.savez_compressed(tmp_path / "big.npz", x=np.zeros((1_000, 1_000), np.uint8))
+    (tmp_path / "pictures").mkdir()
+    (tmp_path / "pictures" / "a.jpeg").write_bytes(b"\xff\xd8")
+    (tmp_path / "notes.csv").write_text("1,2\n")
+    for name, expected in [("big.npz", "once read and converted"), ("pictures", ".jpeg images"),
+                           ("notes.csv", "unknown format")]:
+        with pytest.raises(DataError, match=expected):
+            data.check_source(tmp_path / name)
+    (tmp_path / "idx").mkdir()
+    write_idx(tmp_path / "idx" / "train-images-idx3-ubyte", np.zeros((2, 28, 28), np.uint8))
+    np.savez(tmp_path / "small.npz", x=np.zeros((2, 28, 28), np.uint8))
+    for accepted in ("mnist", tmp_path / "idx", tmp_path / "small.npz"):
+        data.check_source(accepted)

@@ -325,3 +325,19 @@ def test_caching_follows_the_mode(tmp_path, options, ingest, pretrain):
     assert not caching["register"]
     registry = spec["root"]["inputDefinitions"]["parameters"]["registry"]["defaultValue"]
     assert registry["warm_start"] is ("--retrain" in options)
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_ingest_checks_the_cluster_count_unless_that_would_defeat_the_pretraining_cache(
+        tmp_path, cache):
+    path = tmp_path / "dec.yaml"
+    assert main(["compile", "--output", str(path), *([] if cache else ["--no-cache"]),
+                 "--set", "dec.n_clusters=12"]) == 0
+    spec = next(yaml.safe_load_all(path.read_text()))
+    given = spec["root"]["dag"]["tasks"]["ingest"]["inputs"]["parameters"]["n_clusters"]
+    if cache:  # a constant: a new count must not miss ingest's cache, and so pretraining's
+        assert given == {"runtimeValue": {"constant": 0.0}}
+    else:
+        assert given == {"componentInputParameter": "n_clusters"}
+        default = spec["root"]["inputDefinitions"]["parameters"]["n_clusters"]["defaultValue"]
+        assert default == 12

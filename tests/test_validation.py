@@ -158,12 +158,12 @@ def test_bad_labels_raise_data_error(y, words):
 # --- check_n_clusters ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("k", [1, 10, np.int64(100)])
+@pytest.mark.parametrize("k", [2, 10, np.int64(100)])
 def test_n_clusters_within_range(k):
     assert check_n_clusters(k, 100) == int(k)
 
 
-@pytest.mark.parametrize("k", [0, -3, 101, 2.0, True, "10", None])
+@pytest.mark.parametrize("k", [0, 1, -3, 101, 2.0, True, "10", None])
 def test_n_clusters_out_of_range_is_a_config_error(k):
     with pytest.raises(ConfigError) as info:
         check_n_clusters(k, 100)
