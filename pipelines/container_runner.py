@@ -22,7 +22,8 @@ from urllib.parse import urlparse
 
 from dec_lib.errors import DecError
 
-PASSED_ENV = ("DEC_ERROR_FILE", "DEC_LOG_LEVEL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+PASSED_ENV = ("DEC_ERROR_FILE", "DEC_RUN_ID_FILE", "DEC_LOG_LEVEL", "DEC_STALE_RUN_SECONDS",
+              "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
               "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION",
               "AWS_DEFAULT_REGION")
 """Variables handed to the containers as they are; with every ``MLFLOW_*`` one. Paths on this
