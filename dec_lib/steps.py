@@ -161,6 +161,9 @@ def ingest(data: dict, seed: int, out_path: str, ctx: TrackingContext,
     begin("ingest", tensorflow=False)
     from dec_lib.validation import check_n_clusters
 
+    # KFP parameters travel as protobuf numbers, so an int may arrive as 10.0.
+    if isinstance(n_clusters, float) and n_clusters.is_integer():
+        n_clusters = int(n_clusters)
     config = config_from_sections(seed, data=data)
     ctx = ctx.own("ingest", data, seed, *([n_clusters] if n_clusters else []))
     with ctx.step("ingest") as run:
