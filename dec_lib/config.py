@@ -23,7 +23,8 @@ PRECISIONS = ("float32", "bfloat16", "auto")
 @dataclass
 class DataConfig:
     dataset: str = "mnist"
-    """``mnist`` or a path: a ``.npz`` with ``x`` (optional ``y``), or a directory of IDX files."""
+    """``mnist``, a path, or an ``s3://``, ``gs://`` or ``https://`` URI of: a ``.npz`` with
+    ``x`` (optional ``y``), a directory of IDX files, or a directory of PNG images."""
     n_samples: int | None = None
     """Random subset of this many images (None: all of them)."""
 

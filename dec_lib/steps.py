@@ -24,7 +24,7 @@ import numpy as np
 
 from dec_lib import tracking
 from dec_lib.config import RunConfig
-from dec_lib.data import load_dataset, read_dataset, save_dataset
+from dec_lib.data import load_dataset_with_provenance, read_dataset, save_dataset
 from dec_lib.errors import DecError
 from dec_lib.progress import Progress, setup_logging
 
@@ -102,11 +102,22 @@ def finite(meta: dict[str, Any]) -> dict[str, Any]:
             for k, v in meta.items()}
 
 
-def fingerprint(x: np.ndarray) -> str:
-    """Content hash of the images: equal data, equal fingerprint, whatever file it came from."""
+def fingerprint(x: np.ndarray, y: np.ndarray | None = None) -> str:
+    """Content hash of the images and their labels: equal data, equal fingerprint, whatever
+    file or URI it came from.
+
+    It covers everything ingest hands on, so an object replaced under the same URI is new data
+    whenever it changes what the steps read: other pixels, more images, or other labels (which
+    the promotion gate scores against). Bytes that decode to the same data (a PNG re-encoded)
+    leave it unchanged; ingest records the digest of the raw bytes read as
+    ``data.source_sha256`` beside it.
+    """
     digest = hashlib.sha256()
     digest.update(str(x.shape).encode())
     digest.update(np.ascontiguousarray(x).tobytes())
+    if y is not None:
+        digest.update(b"labels")
+        digest.update(np.ascontiguousarray(y, dtype=np.int64).tobytes())
     return digest.hexdigest()[:16]
 
 
@@ -119,8 +130,8 @@ def ingest(data: dict, seed: int, out_path: str, ctx: TrackingContext) -> dict[s
     ctx = ctx.own("ingest", data, seed)
     with ctx.step("ingest") as run:
         _log_section(config, "data")
-        dataset = load_dataset(config.data.dataset, n_samples=config.data.n_samples,
-                               seed=config.seed)
+        dataset, provenance = load_dataset_with_provenance(
+            config.data.dataset, n_samples=config.data.n_samples, seed=config.seed)
         save_dataset(dataset, out_path)
         meta = {
             "n_samples": dataset.n_samples,
@@ -128,12 +139,17 @@ def ingest(data: dict, seed: int, out_path: str, ctx: TrackingContext) -> dict[s
             "image_shape": list(dataset.image_shape),
             "has_labels": dataset.y is not None,
             "n_labels": len(np.unique(dataset.y)) if dataset.y is not None else 0,
-            "fingerprint": fingerprint(dataset.x),
+            "fingerprint": fingerprint(dataset.x, dataset.y),
             "source": dataset.source,
         }
-        tracking.log_params({"data.fingerprint": meta["fingerprint"],
-                             "data.n_images": dataset.n_samples,
-                             "data.image_shape": "x".join(map(str, dataset.image_shape))})
+        params = {"data.fingerprint": meta["fingerprint"], "data.n_images": dataset.n_samples,
+                  "data.image_shape": "x".join(map(str, dataset.image_shape))}
+        if provenance.sha256 is not None:
+            meta["source_sha256"] = provenance.sha256
+            params.update({"data.source_sha256": provenance.sha256,
+                           "data.source_bytes": provenance.n_bytes,
+                           "data.source_files": provenance.n_files})
+        tracking.log_params(params)
         log.info("ingest: %d images of %s from %s (labels: %s)", dataset.n_samples,
                  "x".join(map(str, dataset.image_shape)), dataset.source,
                  "yes" if dataset.y is not None else "no")
@@ -151,7 +167,7 @@ def pretrain(dataset_path: str, autoencoder: dict, pretrain: dict, seed: int, ou
                                   registry=registry or {})
     dataset = read_dataset(dataset_path)
     # The work, which keys both the resumable checkpoint and (when cached) the MLflow run.
-    data_fingerprint = fingerprint(dataset.x)
+    data_fingerprint = fingerprint(dataset.x, dataset.y)
     work = [data_fingerprint, autoencoder, pretrain, seed, registry or {}]
     ctx = ctx.own("pretrain", *work)
     with ctx.step("pretrain") as run:
@@ -442,7 +458,7 @@ def evaluate(dataset_path: str, model_path: str, report_path: str, ctx: Tracking
             "mapping": {str(k): v for k, v in mapping.items()},
             "cluster_sizes": evaluation.cluster_sizes,
             "image_shape": list(dataset.image_shape),
-            "fingerprint": fingerprint(dataset.x),
+            "fingerprint": fingerprint(dataset.x, dataset.y),
         }, indent=2))
         tracking.log_metrics({f"cluster_size.{i}": s for i, s in enumerate(sizes)})
         log.info("evaluate: %s", ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))

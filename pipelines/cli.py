@@ -28,6 +28,11 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     """Preset, then ``--config``, then ``--dataset``/``--seed``/``--set``, then positional
     ``KEY=VALUE`` (submit, schedule): later wins."""
     overrides: list[str] = []
+    if getattr(args, "data_pvc", None):
+        if getattr(args, "dataset", None):
+            raise DecError("--dataset and --data-pvc both name the data; give the path inside "
+                           "the volume as --data-pvc NAME:SUBPATH")
+        overrides.append(f"data.dataset={args.data_pvc[1]}")
     if getattr(args, "dataset", None):
         overrides.append(f"data.dataset={args.dataset}")
     if getattr(args, "seed", None) is not None:
@@ -65,7 +70,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     work_dir = writable_work_dir(args.work_dir)
     tracking_uri = _credentials_to_env(args.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI")
                                        or tracking.sqlite_uri(work_dir))
-    if config.data.dataset != "mnist" and not Path(config.data.dataset).exists():
+    from dec_lib.remote_data import is_remote
+
+    if (config.data.dataset != "mnist" and not is_remote(config.data.dataset)
+            and not Path(config.data.dataset).exists()):
         raise DecError(f"{config.data.dataset}: no such file or directory (--dataset)")
     error_file = work_dir / f".errors-{os.getpid()}"
     error_file.unlink(missing_ok=True)
@@ -246,7 +254,8 @@ def _placement(args: argparse.Namespace):
              "gpu_node_selector": args.gpu_node_selector,
              "gpu_tolerations": tuple(args.gpu_toleration) if args.gpu_toleration else None,
              "dec_on_gpu": args.dec_on_gpu or None, "mlflow_secret": args.mlflow_secret,
-             "checkpoint_pvc": args.checkpoint_pvc}
+             "checkpoint_pvc": args.checkpoint_pvc, "data_secret": args.data_secret,
+             "data_pvc": args.data_pvc[0] if args.data_pvc else None}
     return Placement(**{k: v for k, v in given.items() if v is not None})
 
 
@@ -255,9 +264,10 @@ def _describe(placement) -> str:
     nodes = "=".join(placement.gpu_node_selector) if placement.gpu_node_selector else "any"
     checkpoints = (f"PVC {placement.checkpoint_pvc} at {placement.checkpoint_root}"
                    if placement.checkpoint_pvc else "none (a retry restarts pretraining)")
+    data = (f"; data PVC {placement.data_pvc} at /mnt/dec-data" if placement.data_pvc else "")
     return (f"images {placement.image}, {placement.gpu_image}; {gpu_steps} on "
             f"{placement.gpus} GPU(s), nodes {nodes}; MLflow Secret {placement.mlflow_secret}; "
-            f"checkpoints {checkpoints}")
+            f"data Secret {placement.data_secret}{data}; checkpoints {checkpoints}")
 
 
 # -------------------------------------------------------------------------------------- predict
@@ -340,6 +350,12 @@ def _compiled_package(args: argparse.Namespace, directory: str) -> tuple[str, di
 
     from pipelines.dag import build_pipeline, pipeline_arguments
 
+    from dec_lib.remote_data import is_remote
+
+    if args.dataset and args.dataset != "mnist" and not is_remote(args.dataset):
+        raise DecError(f"--dataset {args.dataset}: a path on this machine is not on the "
+                       "cluster; give an s3://, gs:// or https:// URI, or --data-pvc "
+                       "NAME[:SUBPATH] for data on a volume")
     config = build_config(args)
     placement = _placement(args)
     path = os.path.join(directory, "dec-pipeline.yaml")
@@ -409,8 +425,9 @@ def _add_config_options(parser: argparse.ArgumentParser, data: bool = True) -> N
                         "configuration applied over the preset; --dataset, --seed and --set "
                         "win over it (write one with 'config show --format yaml')")
     if data:
-        parser.add_argument("--dataset", help="'mnist' (default) or a path: .npz with x "
-                            "(and optional y), or a directory of IDX files")
+        parser.add_argument("--dataset", help="'mnist' (default), a path or an s3://, gs:// "
+                            "or https:// URI of: an .npz with x (and optional y), a directory "
+                            "of IDX files, or a directory of PNG images")
     parser.add_argument("--seed", type=int, help="random seed for every step")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
                         help="override one setting, e.g. --set pretrain.epochs=50 (repeatable)")
@@ -480,6 +497,15 @@ def _add_placement_options(parser: argparse.ArgumentParser) -> None:
                        "/mnt/dec-checkpoints, which becomes checkpoint_root, so that a retried "
                        "pod resumes from its last checkpoint (ReadWriteMany, or one run at a "
                        "time)")
+    group.add_argument("--data-secret", metavar="NAME", type=_from_dag("check_resource_name"),
+                       help="optional Secret whose keys (AWS_ACCESS_KEY_ID, "
+                       "AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_DEFAULT_REGION, "
+                       "AWS_ENDPOINT_URL, FSSPEC_GCS) become ingest's environment, for an "
+                       "s3:// or gs:// --dataset (default: dec-data-credentials)")
+    group.add_argument("--data-pvc", metavar="NAME[:SUBPATH]", type=_from_dag("parse_data_pvc"),
+                       help="PersistentVolumeClaim holding the data, mounted on the ingest pod "
+                       "at /mnt/dec-data; the data set is SUBPATH inside it (an .npz, or a "
+                       "folder of IDX or PNG files)")
 
 
 def _positive_int(text: str) -> int:
@@ -553,14 +579,14 @@ def make_parser() -> argparse.ArgumentParser:
     pred.set_defaults(func=cmd_predict)
 
     sub = commands.add_parser("submit", help="submit one run to a Kubeflow Pipelines cluster")
-    _add_config_options(sub, data=False)
+    _add_config_options(sub)
     _add_kfp_options(sub)
     sub.add_argument("--run-name", default=None)
     _add_mode_options(sub)
     sub.set_defaults(func=cmd_submit)
 
     sched = commands.add_parser("schedule", help="create a recurring run (retraining)")
-    _add_config_options(sched, data=False)
+    _add_config_options(sched)
     _add_kfp_options(sched)
     sched.add_argument("--cron", required=True,
                        help="KFP's six-field cron, e.g. '0 0 3 * * *' (03:00 daily)")
