@@ -517,7 +517,8 @@ def register(model_path: str, report_path: str, model_name: str, work_dir: str,
             return {**result, "model_version": str(champion.version), "alias": CHAMPION,
                     "model_uri": f"models:/{model_name}@{CHAMPION}", "decision": "skipped",
                     "reason": reason}
-        gate, decisions = _promotion_gate(model_path, dataset_path, model_name, config)
+        gate, decisions, drifts, reference = _promotion_gate(model_path, dataset_path,
+                                                             model_name, config)
         registration = log_and_register(
             model_path,
             mapping={int(k): int(v) for k, v in report["mapping"].items()},
@@ -526,9 +527,13 @@ def register(model_path: str, report_path: str, model_name: str, work_dir: str,
             metrics={k: v for k, v in report["metrics"].items() if k in ("acc", "nmi", "ari")},
             run_id=run.info.run_id,
             work_dir=work_dir,
-            tags={DATA_FINGERPRINT_TAG: report.get("fingerprint", "")},
+            tags={DATA_FINGERPRINT_TAG: report.get("fingerprint", ""),
+                  **(reference.tags() if reference else {})},
             **({"gate": gate} if gate else {}),
         )
+        if drifts:
+            _record_drift(drifts[-1], model_name, registration.version)
+            result["drift"] = drifts[-1].metrics()
         mlflow.set_tags({"registered.version": registration.version,
                          "registered.alias": registration.alias})
         result.update(model_version=registration.version, alias=registration.alias,
@@ -550,19 +555,25 @@ def register(model_path: str, report_path: str, model_name: str, work_dir: str,
 
 
 def _promotion_gate(model_path: str, dataset_path: str, model_name: str, config: RunConfig):
-    """A gate for ``log_and_register`` that scores both models on the data, and its decisions."""
+    """A gate for ``log_and_register`` that scores both models on the data, its decisions,
+    the drift of the data from the champion's training data, and the candidate's reference."""
     if not dataset_path:
-        return None, []
+        return None, [], [], None
     import tempfile
 
+    from dec_lib.autoencoder import embed
+    from dec_lib.drift import measure_drift, reference_from_tags, reference_of
     from dec_lib.model_io import load_model
     from dec_lib.promotion import criterion_for, decide, score_model
     from dec_lib.serving import download_keras_model
 
     dataset = read_dataset(dataset_path)
     criterion = criterion_for(config.registry.promotion_criterion, dataset.y is not None)
-    candidate = score_model(load_model(model_path), dataset.x, dataset.y, criterion)
-    decisions = []
+    candidate_model = load_model(model_path)
+    candidate = score_model(candidate_model, dataset.x, dataset.y, criterion)
+    # This data is the candidate's training data: what later runs measure drift against.
+    reference = reference_of(embed(candidate_model, dataset.x))
+    decisions, drifts = [], []
 
     def gate(champion) -> bool:
         score = None
@@ -570,10 +581,32 @@ def _promotion_gate(model_path: str, dataset_path: str, model_name: str, config:
             with tempfile.TemporaryDirectory() as tmp:
                 model = load_model(download_keras_model(model_name, champion.version, tmp))
             score = score_model(model, dataset.x, dataset.y, criterion)
+            champion_reference = reference_from_tags(champion.tags)
+            if champion_reference is None:
+                log.info("register: champion version %s has no recorded training confidence "
+                         "(registered before drift was measured); no drift figures",
+                         champion.version)
+            else:
+                drifts.append(measure_drift(embed(model, dataset.x), champion_reference))
         decisions.append(decide(candidate, score, criterion=criterion,
                                 tolerance=config.registry.promotion_tolerance,
                                 champion_version=None if champion is None
                                 else str(champion.version)))
         return decisions[-1].promote
 
-    return gate, decisions
+    return gate, decisions, drifts, reference
+
+
+def _record_drift(drift, model_name: str, version: str) -> None:
+    """The drift figures on the run (metrics, and ``gate.drift.*`` tags beside the gate's
+    decision) and on the new version, where a person reading the registry looks."""
+    import mlflow
+
+    tracking.log_metrics(drift.metrics())
+    tags = {f"gate.{k}": f"{v:.4f}" for k, v in drift.metrics().items()}
+    mlflow.set_tags(tags)
+    client = mlflow.MlflowClient()
+    for key, value in tags.items():
+        tracking.with_retries(lambda k=key, v=value: client.set_model_version_tag(
+            model_name, version, k, v), f"tag {model_name} version {version}")
+    log.info("register: drift from the champion's training data: %s", drift.describe())

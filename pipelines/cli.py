@@ -198,6 +198,9 @@ def _summary(registered: dict, config: RunConfig, wall: float) -> dict:
         "promotion": {k: registered.get(k) for k in (
             "decision", "reason", "criterion", "candidate_score", "champion_score",
             "champion_version")},
+        # Label-free drift of this data from the champion's training data (retraining only).
+        "drift": {k.removeprefix("drift."): metrics[k] for k in (
+            "drift.low_confidence_share", "drift.cluster_size_tvd") if k in metrics} or None,
         "seed": config.seed,
         "wall_seconds": round(wall, 2),
         "phase_seconds": {p: round(metrics.get(f"phase_seconds.{p}", float("nan")), 2)
@@ -222,6 +225,10 @@ def _print_summary(summary: dict) -> None:
         f"(alias {summary['alias']}): {summary['model_uri']}",
         f"  promotion       {summary['promotion']['decision']}: "
         f"{summary['promotion']['reason']}",
+        *([f"  drift           {summary['drift']['low_confidence_share']:.1%} of images below "
+           f"the champion's training median confidence (~50% if none); cluster sizes moved "
+           f"{summary['drift']['cluster_size_tvd']:.3f} (total variation)"]
+          if summary.get("drift") else []),
         f"  MLflow          run {summary['mlflow_run_id']} at {summary['tracking_uri']}",
         f"  time            {format_duration(summary['wall_seconds'])} in all: "
         + ", ".join(f"{p} {format_duration(s)}" for p, s in summary["phase_seconds"].items()),
@@ -348,9 +355,8 @@ def _client(args: argparse.Namespace):
 def _compiled_package(args: argparse.Namespace, directory: str) -> tuple[str, dict]:
     from kfp import compiler
 
-    from pipelines.dag import build_pipeline, pipeline_arguments
-
     from dec_lib.remote_data import is_remote
+    from pipelines.dag import build_pipeline, pipeline_arguments
 
     if args.dataset and args.dataset != "mnist" and not is_remote(args.dataset):
         raise DecError(f"--dataset {args.dataset}: a path on this machine is not on the "
