@@ -233,9 +233,9 @@ def _warm_start(dataset, data_fingerprint: str, model_name: str, out: Path
     (``kmeans_init`` recognises it). When the data equals the champion's (same fingerprint),
     the later steps train and register nothing.
     """
+    import shutil
     import tempfile
 
-    from dec_lib.model_io import load_model, save_model
     from dec_lib.run_report import save_pretrain_losses
     from dec_lib.serving import champion_version, download_keras_model
 
@@ -245,15 +245,24 @@ def _warm_start(dataset, data_fingerprint: str, model_name: str, out: Path
     if champion is None:
         log.info("pretrain: no champion of %r yet; pretraining from scratch", model_name)
         return None
-    with tempfile.TemporaryDirectory() as tmp:
-        model = load_model(download_keras_model(model_name, champion.version, tmp))
-    if model.input_shape[-1] != dataset.n_features:
-        raise DecError(f"the champion of {model_name!r} (version {champion.version}) takes "
-                       f"{model.input_shape[-1]} pixels per image; this data has "
-                       f"{dataset.n_features}")
-    save_model(model, out / "autoencoder.keras")
-    save_pretrain_losses(out, [])  # nothing was pretrained
     unchanged = (champion.tags or {}).get(DATA_FINGERPRINT_TAG) == data_fingerprint
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        champion_file = download_keras_model(model_name, champion.version, tmp)
+        if unchanged:
+            # The champion's own data: hand its file on untouched, without loading TensorFlow
+            # (the later steps keep it as it is).
+            shutil.copyfile(champion_file, out / "autoencoder.keras")
+        else:
+            from dec_lib.model_io import load_model, save_model
+
+            model = load_model(champion_file)
+            if model.input_shape[-1] != dataset.n_features:
+                raise DecError(f"the champion of {model_name!r} (version {champion.version}) "
+                               f"takes {model.input_shape[-1]} pixels per image; this data has "
+                               f"{dataset.n_features}")
+            save_model(model, out / "autoencoder.keras")
+    save_pretrain_losses(out, [])  # nothing was pretrained
     tracking.log_params({"pretrain.warm_start_from": f"{model_name}/{champion.version}"})
     tracking.log_metrics({"pretrain.data_unchanged": float(unchanged)})
     log.info("pretrain: warm start from %s version %s%s", model_name, champion.version,
@@ -268,9 +277,19 @@ def _warm_start(dataset, data_fingerprint: str, model_name: str, out: Path
 @user_errors_exit
 def kmeans_init(dataset_path: str, autoencoder_path: str, init: dict, dec: dict, seed: int,
                 out_path: str, ctx: TrackingContext,
-                upstream: dict[str, dict] | None = None) -> dict[str, Any]:
-    """``upstream``: the cacheable steps' MLflow records by step name, adopted into this run."""
+                upstream: dict[str, dict] | None = None,
+                data_unchanged: bool = False) -> dict[str, Any]:
+    """``upstream``: the cacheable steps' MLflow records by step name, adopted into this run.
+    ``data_unchanged``: a warm start on the champion's own data, where nothing is trained."""
     setup_logging()
+    config = config_from_sections(seed, init=init, dec=dec)
+    if data_unchanged:
+        with ctx.step("kmeans_init"):
+            for step, record in (upstream or {}).items():
+                tracking.adopt(step, record)
+            write_init(out_path, np.zeros((0, 0), np.float32), np.zeros(0, np.int64))
+            log.info("kmeans_init: the data is unchanged; the champion keeps its centres")
+        return {"n_clusters": config.dec.n_clusters, "skipped": True}
     from sklearn.metrics import normalized_mutual_info_score
 
     from dec_lib.autoencoder import embed, encoder_of
@@ -279,7 +298,6 @@ def kmeans_init(dataset_path: str, autoencoder_path: str, init: dict, dec: dict,
     from dec_lib.training import CLUSTERING_LAYER, init_centres
     from dec_lib.validation import check_n_clusters
 
-    config = config_from_sections(seed, init=init, dec=dec)
     with ctx.step("kmeans_init"):
         for step, record in (upstream or {}).items():
             tracking.adopt(step, record)
@@ -348,16 +366,28 @@ def dec_train(dataset_path: str, autoencoder_path: str, centres_path: str, dec: 
               seed: int, out_path: str, ctx: TrackingContext,
               data_unchanged: bool = False) -> dict[str, Any]:
     setup_logging()
-    from dec_lib.autoencoder import encoder_of
-    from dec_lib.metrics import cluster_accuracy
-    from dec_lib.model_io import load_model, save_model
     from dec_lib.run_report import save_dec_history
-    from dec_lib.seeding import seed_everything
-    from dec_lib.training import build_dec_model, train_dec
 
     config = config_from_sections(seed, dec=dec)
     if data_unchanged:  # a warm start on the champion's own data: keep the champion as it is
+        import shutil
+
         config = config.with_overrides({"dec.maxiter": 0})
+        with ctx.step("dec_train"):
+            _log_section(config, "dec")
+            Path(out_path).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(Path(autoencoder_path) / "autoencoder.keras",
+                            Path(out_path) / "dec.keras")
+            save_dec_history(out_path, [], config.dec.tol, config.dec.warmup_iterations)
+            tracking.log_metrics({"dec_train.iterations": 0, "dec_train.converged": 1.0})
+            log.info("dec_train: the data is unchanged; the champion is kept as it is")
+        return {"iterations": 0, "converged": True, "data_unchanged": True}
+    from dec_lib.autoencoder import encoder_of
+    from dec_lib.metrics import cluster_accuracy
+    from dec_lib.model_io import load_model, save_model
+    from dec_lib.seeding import seed_everything
+    from dec_lib.training import build_dec_model, train_dec
+
     with ctx.step("dec_train"):
         _log_section(config, "dec")
         dataset = read_dataset(dataset_path)
@@ -411,15 +441,21 @@ class Evaluation:
 
 @user_errors_exit
 def evaluate(dataset_path: str, model_path: str, report_path: str, ctx: TrackingContext,
-             autoencoder_path: str = "", figures_dir: str = "") -> Evaluation:
+             autoencoder_path: str = "", figures_dir: str = "",
+             data_unchanged: bool = False) -> Evaluation:
     """Score the clustering, draw the figures and write the report, logged to MLflow.
 
     The training curves come from the files the training steps left next to their models
     (``autoencoder_path`` for pretraining); ``figures_dir`` keeps the figures and the report,
-    else they live in a temporary folder only long enough to reach MLflow.
+    else they live in a temporary folder only long enough to reach MLflow. With
+    ``data_unchanged`` (a warm start on the champion's own data) nothing was trained, so
+    nothing is scored: the report says so, and the champion's run holds its figures.
     """
     setup_logging()
     import tempfile
+
+    if data_unchanged:
+        return _evaluate_unchanged(dataset_path, report_path, ctx, figures_dir)
 
     from dec_lib.autoencoder import embed
     from dec_lib.metrics import evaluate_clustering, sampled_silhouette
@@ -476,6 +512,39 @@ def evaluate(dataset_path: str, model_path: str, report_path: str, ctx: Tracking
             _log_report(folder)
         log.info("evaluate: report and %d figures in MLflow under report/",
                  len(evaluation.report_files) - 2)
+    return evaluation
+
+
+def _evaluate_unchanged(dataset_path: str, report_path: str, ctx: TrackingContext,
+                        figures_dir: str) -> Evaluation:
+    import html
+    import tempfile
+
+    with ctx.step("evaluate"):
+        dataset = read_dataset(dataset_path)
+        data_fingerprint = fingerprint(dataset.x, dataset.y)
+        Path(report_path).write_text(json.dumps({
+            "metrics": {}, "confusion": None, "labels": None, "mapping": {},
+            "cluster_sizes": [], "image_shape": list(dataset.image_shape),
+            "fingerprint": data_fingerprint, "data_unchanged": True}, indent=2))
+        evaluation = Evaluation(metrics={}, confusion=None, labels=None, mapping={},
+                                cluster_sizes=[])
+        title = f"DEC clustering report: {dataset.source}"
+        note = (f"The data ({dataset.n_samples} images, fingerprint {data_fingerprint}) is the "
+                "data the champion was trained on: nothing was trained, so nothing was scored. "
+                "The champion's own run holds its scores and figures.")
+        with tempfile.TemporaryDirectory() as scratch:
+            folder = Path(figures_dir or scratch)
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "report.md").write_text(f"# {title}\n\n{note}\n")
+            (folder / "report.html").write_text(
+                f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+                f"</title></head><body><h1>{html.escape(title)}</h1><p>{html.escape(note)}</p>"
+                "</body></html>\n")
+            evaluation.report_files = {name: folder / name for name in ("report.md",
+                                                                        "report.html")}
+            _log_report(folder)
+        log.info("evaluate: the data is unchanged; nothing to score")
     return evaluation
 
 

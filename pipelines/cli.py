@@ -212,8 +212,12 @@ def _summary(registered: dict, config: RunConfig, wall: float) -> dict:
 
 
 def _print_summary(summary: dict) -> None:
+    nothing_trained = summary["promotion"].get("decision") == "skipped"
+
     def fmt(value):
-        return "n/a (no labels)" if value is None else f"{value:.4f}"
+        if value is None:
+            return "n/a (nothing trained)" if nothing_trained else "n/a (no labels)"
+        return f"{value:.4f}"
 
     lines = [
         "",
@@ -341,6 +345,40 @@ def cmd_predict(args: argparse.Namespace) -> int:
         tmp.unlink(missing_ok=True)
     print(f"wrote {len(predictions)} predictions to {args.output}")
     return 0
+
+
+# ---------------------------------------------------------------------------------------- serve
+
+def serve_command(model: str, host: str, port: int, workers: int) -> tuple[list[str], dict]:
+    """MLflow's model server for ``model``, and the environment it needs.
+
+    ``mlflow models serve`` starts ``uvicorn`` by name, from ``PATH``: without this
+    environment's bin directory first on ``PATH`` it fails with status 127 (or runs another
+    environment's uvicorn) for anyone who has not activated the venv.
+    """
+    bin_dir = os.path.dirname(sys.executable)
+    env = {**os.environ, "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")]),
+           "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model,
+               "--env-manager", "local", "-h", host, "-p", str(port), "-w", str(workers)]
+    return command, env
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import subprocess
+
+    if args.mlflow_uri:
+        os.environ["MLFLOW_TRACKING_URI"] = _credentials_to_env(args.mlflow_uri)
+    command, env = serve_command(args.model, args.host, args.port, args.workers)
+    print(f"serving {args.model} at http://{args.host}:{args.port}/invocations "
+          "(POST {\"inputs\": images}; Ctrl-C stops)", flush=True)
+    process = subprocess.Popen(command, env=env)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        process.wait()
+        return 130
 
 
 # ------------------------------------------------------------------------------ submit/schedule
@@ -583,6 +621,18 @@ def make_parser() -> argparse.ArgumentParser:
     pred.add_argument("--output", required=True, metavar="FILE.csv")
     pred.add_argument("--mlflow-uri", help="tracking URI (default: $MLFLOW_TRACKING_URI)")
     pred.set_defaults(func=cmd_predict)
+
+    serve = commands.add_parser("serve", help="serve a registered model over HTTP (MLflow's "
+                                "model server, with this environment)")
+    serve.add_argument("--model", required=True, metavar="MODEL_URI",
+                       help="e.g. models:/dec-mnist@champion")
+    serve.add_argument("--port", type=int, default=5001, help="(default: %(default)s)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: "
+                       "%(default)s; 0.0.0.0 for every interface)")
+    serve.add_argument("--workers", type=_positive_int, default=1, help="server worker "
+                       "processes (default: %(default)s)")
+    serve.add_argument("--mlflow-uri", help="tracking URI (default: $MLFLOW_TRACKING_URI)")
+    serve.set_defaults(func=cmd_serve)
 
     sub = commands.add_parser("submit", help="submit one run to a Kubeflow Pipelines cluster")
     _add_config_options(sub)
