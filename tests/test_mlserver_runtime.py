@@ -43,15 +43,18 @@ if not MLSERVER.exists():
                 allow_module_level=True)
 
 
-def mlserver_env(model_dir: Path, http_port: int, **extra: str) -> dict[str, str]:
-    """The environment docker/kserve-servingruntime.yaml gives the container."""
-    return clean_env(
-        MLSERVER_HOST="127.0.0.1", MLSERVER_HTTP_PORT=str(http_port),
-        MLSERVER_GRPC_PORT=str(free_port()), MLSERVER_METRICS_PORT=str(free_port()),
-        MLSERVER_MODEL_NAME=MODEL_NAME, MLSERVER_MODEL_URI=str(model_dir),
-        MLSERVER_MODEL_IMPLEMENTATION="dec_lib.mlserver_runtime.DECRuntime",
-        PYTHONPATH=str(ROOT),  # the image has dec_lib (the runtime class) on its path
-        **extra)
+def mlserver_env(model_dir: Path, http_port: int) -> dict[str, str]:
+    """The environment docker/kserve-servingruntime.yaml gives the container, with free
+    loopback ports and this machine's model folder."""
+    import yaml
+
+    runtime = yaml.safe_load((ROOT / "docker" / "kserve-servingruntime.yaml").read_text())
+    env = {e["name"]: e["value"] for e in runtime["spec"]["containers"][0]["env"]}
+    env.update(MLSERVER_HOST="127.0.0.1", MLSERVER_HTTP_PORT=str(http_port),
+               MLSERVER_GRPC_PORT=str(free_port()), MLSERVER_METRICS_PORT=str(free_port()),
+               MLSERVER_MODEL_NAME=MODEL_NAME, MLSERVER_MODEL_URI=str(model_dir))
+    # The image has dec_lib (the runtime class) on its path, as this checkout does.
+    return clean_env(PYTHONPATH=str(ROOT), **env)
 
 
 @pytest.fixture(scope="module")
