@@ -386,6 +386,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def _client(args: argparse.Namespace):
     import kfp
 
+    from dec_lib.remote_data import is_remote
+
+    # Checked before connecting: a mistake in the options is not the server's.
+    if args.dataset and args.dataset != "mnist" and not is_remote(args.dataset):
+        raise DecError(f"--dataset {args.dataset}: a path on this machine is not on the "
+                       "cluster; give an s3://, gs:// or https:// URI, or --data-pvc "
+                       "NAME[:SUBPATH] for data on a volume")
+
     return kfp.Client(host=args.host, namespace=args.namespace,
                       existing_token=args.existing_token or os.environ.get("KF_PIPELINES_TOKEN"))
 
@@ -393,13 +401,8 @@ def _client(args: argparse.Namespace):
 def _compiled_package(args: argparse.Namespace, directory: str) -> tuple[str, dict]:
     from kfp import compiler
 
-    from dec_lib.remote_data import is_remote
     from pipelines.dag import build_pipeline, pipeline_arguments
 
-    if args.dataset and args.dataset != "mnist" and not is_remote(args.dataset):
-        raise DecError(f"--dataset {args.dataset}: a path on this machine is not on the "
-                       "cluster; give an s3://, gs:// or https:// URI, or --data-pvc "
-                       "NAME[:SUBPATH] for data on a volume")
     config = build_config(args)
     placement = _placement(args)
     path = os.path.join(directory, "dec-pipeline.yaml")

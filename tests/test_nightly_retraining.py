@@ -30,7 +30,7 @@ BUCKET = "nightly"
 URI = f"s3://{BUCKET}/digits/mnist.npz"
 MODEL = "dec-nightly"
 # The quick preset, smaller still: the story, not the model's quality, is under test.
-SETTINGS = ["--preset", "quick", "--set", "pretrain.epochs=20", "--set", "init.method=kmeans",
+SETTINGS = ["--preset", "quick", "--set", "init.method=kmeans",
             "--set", "init.n_init=2", "--set", "dec.maxiter=200", "--set",
             "dec.update_interval=40", "--set", "dec.warmup_iterations=40"]
 
@@ -156,12 +156,12 @@ def test_four_nights_of_retraining_on_data_in_s3(store, mnist_subset):
     assert versions == ["1", "2", "3"]
     assert fourth["promotion"]["decision"] == "challenger", fourth["promotion"]
     assert fourth["alias"] == "challenger" and champion == champion_before_night4
-    assert client.get_model_version_by_alias(MODEL, "challenger").version == "3"
+    assert str(client.get_model_version_by_alias(MODEL, "challenger").version) == "3"
     run4 = client.get_run(fourth["mlflow_run_id"])
     assert run4.data.tags["gate.decision"] == "challenger"
     assert "below the champion's" in run4.data.tags["gate.reason"]
-    # Noise is far from anything the champion clustered: its confidence falls.
-    assert fourth["drift"]["low_confidence_share"] > drift3["low_confidence_share"]
+    # Added digits keep the champion's cluster sizes; noise piles into a few of its clusters.
+    assert drift3["cluster_size_tvd"] < 0.1 < fourth["drift"]["cluster_size_tvd"]
 
     # One MLflow run per night, each under its own key (no display name involved).
     runs = [client.get_run(s["mlflow_run_id"]) for s in summaries]
