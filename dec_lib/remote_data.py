@@ -98,7 +98,7 @@ def download(uri: str, *, max_bytes: int = MAX_DOWNLOAD_BYTES,
     fs, root = _filesystem(uri)
     with tempfile.TemporaryDirectory(prefix="dec-download-") as scratch:
         try:
-            files, is_folder = _listing(fs, root, uri, max_files)
+            files, is_folder = _listing(fs, root, uri, max_files, max_bytes)
             folder = Path(scratch) / "data"
             folder.mkdir()
             digest = hashlib.sha256()
@@ -135,15 +135,24 @@ def _filesystem(uri: str) -> tuple[Any, str]:
         raise DataError(uri, f"cannot open: {_reason(error)}") from None
 
 
-def _listing(fs: Any, root: str, uri: str, max_files: int) -> tuple[list[str], bool]:
-    """The remote files to download, sorted, and whether ``root`` is a folder."""
+def _listing(fs: Any, root: str, uri: str, max_files: int, max_bytes: int
+             ) -> tuple[list[str], bool]:
+    """The remote files to download, sorted, and whether ``root`` is a folder.
+
+    A folder whose listed sizes already exceed ``max_bytes`` is refused before any download;
+    the sizes are then counted again as the bytes arrive, since a listing can be wrong.
+    """
     if uri.lower().startswith("https://"):
         return [root], False  # a web server has files, not listable folders
     if fs.isfile(root):
         return [root], False
     entries = fs.ls(root, detail=True)  # FileNotFoundError when nothing is there
-    files = sorted(e["name"] for e in entries
-                   if e.get("type") == "file" and _DATA_FILE.search(e["name"]))
+    chosen = [e for e in entries if e.get("type") == "file" and _DATA_FILE.search(e["name"])]
+    files = sorted(e["name"] for e in chosen)
+    listed = sum(int(e.get("size") or 0) for e in chosen)
+    if listed > max_bytes:
+        raise DataError(uri, f"lists {listed} bytes of data files, over the {max_bytes} byte "
+                             "download limit; read a smaller data set")
     if not files:
         raise DataError(uri, "holds no IDX (*-idx3-ubyte[.gz]) or PNG (*.png) files, and no "
                              "object of that name")

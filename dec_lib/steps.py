@@ -564,7 +564,10 @@ def register(model_path: str, report_path: str, model_name: str, work_dir: str,
     """Register the model and let the champion gate alias it (see ``dec_lib.promotion``).
 
     With ``dataset_path`` the candidate and the current champion are scored on that data; without
-    it the first version becomes champion and later ones challengers.
+    it the first version becomes champion and later ones challengers. The new version records
+    its confidence on that data (its training data) as ``drift.reference.*`` tags, and, when a
+    champion recorded one, the data's drift from the champion's training data is logged
+    (``dec_lib.drift``): figures for a reader, not inputs to the gate.
     """
     setup_logging()
     import mlflow

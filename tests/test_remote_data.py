@@ -107,6 +107,14 @@ def test_a_download_over_the_byte_limit_is_refused_naming_the_uri(s3, mnist_subs
     assert error.value.source == uri
 
 
+def test_a_folder_listing_more_than_the_byte_limit_is_refused_before_downloading(s3):
+    for i in range(3):
+        s3.put_object(Bucket=BUCKET, Key=f"large/{i}.png", Body=b"x" * 400)
+    with pytest.raises(DataError, match="lists 1200 bytes"), \
+            download(f"s3://{BUCKET}/large", max_bytes=1000):
+        pass
+
+
 def test_a_folder_with_too_many_files_is_refused_before_downloading(s3):
     for i in range(3):
         s3.put_object(Bucket=BUCKET, Key=f"many/{i}.png", Body=b"x")
