@@ -596,7 +596,8 @@ def register(model_path: str, report_path: str, model_name: str, work_dir: str,
             mapping={int(k): int(v) for k, v in report["mapping"].items()},
             image_shape=tuple(report["image_shape"]),
             model_name=model_name,
-            metrics={k: v for k, v in report["metrics"].items() if k in ("acc", "nmi", "ari")},
+            metrics={k: v for k, v in report["metrics"].items()
+                     if k in ("acc", "nmi", "ari", "silhouette")},
             run_id=run.info.run_id,
             work_dir=work_dir,
             tags={DATA_FINGERPRINT_TAG: report.get("fingerprint", ""),
@@ -663,10 +664,20 @@ def _promotion_gate(model_path: str, dataset_path: str, model_name: str, config:
         decisions.append(decide(candidate, score, criterion=criterion,
                                 tolerance=config.registry.promotion_tolerance,
                                 champion_version=None if champion is None
-                                else str(champion.version)))
+                                else str(champion.version),
+                                champion_registered=_registered_score(champion, criterion),
+                                max_champion_drop=config.registry.max_champion_drop))
         return decisions[-1].promote
 
     return gate, decisions, drifts, reference
+
+
+def _registered_score(champion, criterion: str) -> float | None:
+    """The champion's ``criterion`` on its own data, from its version tags (None: absent)."""
+    try:
+        return float((champion.tags or {})[criterion]) if champion is not None else None
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _record_drift(drift, model_name: str, version: str) -> None:

@@ -8,7 +8,8 @@ name, never by a display name (a recurring run has none). The objects change bet
 1. v1: the first champion.
 2. the same objects: nothing trained or registered, in under a minute.
 3. v2, images added: a warm start from the champion, a new version through the gate.
-4. v3, half of the images replaced with noise: the new version stays challenger.
+4. v3, half of the images replaced with noise: the new version stays challenger (the champion
+   scores far below its own registered score on it: the data went bad).
 """
 
 from __future__ import annotations
@@ -159,7 +160,10 @@ def test_four_nights_of_retraining_on_data_in_s3(store, mnist_subset):
     assert str(client.get_model_version_by_alias(MODEL, "challenger").version) == "3"
     run4 = client.get_run(fourth["mlflow_run_id"])
     assert run4.data.tags["gate.decision"] == "challenger"
-    assert "below the champion's" in run4.data.tags["gate.reason"]
+    # Both models score alike on noisy data; the champion's fall from its own registered score
+    # is what shows the data went bad.
+    assert "the data changed for the worse" in run4.data.tags["gate.reason"], \
+        run4.data.tags["gate.reason"]
     # Added digits keep the champion's cluster sizes; noise piles into a few of its clusters.
     assert drift3["cluster_size_tvd"] < 0.1 < fourth["drift"]["cluster_size_tvd"]
 
