@@ -55,6 +55,7 @@ lock:
 	$(UV) pip compile pyproject.toml --extra dev $(LOCK_FLAGS) $(UPGRADE) -o requirements-dev.lock
 	$(UV) pip compile docker/requirements-mnist.in --no-deps $(LOCK_FLAGS) $(UPGRADE) -o requirements-mnist.lock
 	$(UV) pip compile docker/requirements-gpu.in -c requirements.lock $(LOCK_FLAGS) $(UPGRADE) -o requirements-gpu.lock
+	$(UV) pip compile docker/requirements-serving.in $(LOCK_FLAGS) $(UPGRADE) -o requirements-serving.lock
 
 images: image-cpu image-gpu
 

@@ -1,16 +1,21 @@
-"""Benchmark: the registered model behind ``mlflow models serve`` under a steady load.
+"""Benchmark: the registered model behind ``mlflow models serve`` or MLServer under a steady load.
 
 Registers a DEC model of the default size (784-500-500-2000-10, ten clusters; untrained
 weights compute exactly what trained ones do) in a SQLite store in a temporary directory, or
-takes ``--model-uri`` (with ``--tracking-uri``); serves it with ``mlflow models serve
---env-manager local`` on loopback; then a second process sends ``--requests`` requests per batch
-size (real MNIST digits, uint8 N×28×28 as JSON) from ``--concurrency`` threads, each holding
-one keep-alive connection, and records errors, latency percentiles and throughput.
+takes ``--model-uri`` (with ``--tracking-uri``); serves it on loopback with ``mlflow models
+serve --env-manager local`` or, with ``--server mlserver``, with the KServe runtime's MLServer
+(from ``--serving-venv``, made from requirements-serving.lock; configured from
+docker/kserve-servingruntime.yaml; Open Inference Protocol V2). A second process then sends
+``--requests`` requests per batch size (real MNIST digits, uint8 N×28×28 as JSON) from
+``--concurrency`` threads, each holding one keep-alive connection, and records errors, latency
+percentiles and throughput.
 
     .venv/bin/python bench/serve_load.py                        # 10,000 requests per batch size
     .venv/bin/python bench/serve_load.py --requests 300         # a quick look
+    .venv/bin/python bench/serve_load.py --server mlserver --requests 300
 
-Writes ``bench/results/serve_load.json`` and prints a Markdown table.
+Writes ``bench/results/serve_load.json`` (``serve_load_mlserver.json``) and prints a Markdown
+table.
 """
 
 from __future__ import annotations
@@ -47,16 +52,26 @@ def client_main(args: argparse.Namespace) -> int:
     digits = digits.astype(np.uint8).reshape(-1, 28, 28)
     results = []
     for batch_size in args.batch_sizes:
-        bodies = [json.dumps({"inputs": digits[i * batch_size:(i + 1) * batch_size].tolist()})
-                  .encode() for i in range(8)]  # eight different batches, in turn
-        _load(args.port, bodies, args.warmup, args.concurrency)  # not measured
+        batches = [digits[i * batch_size:(i + 1) * batch_size] for i in range(8)]
+        bodies = [json.dumps(_body(batch, args.server)).encode()
+                  for batch in batches]  # eight different batches, in turn
+        _load(args.port, bodies, args.warmup, args.concurrency, args.path)  # not measured
         results.append({"batch_size": batch_size, "body_bytes": len(bodies[0]),
-                        **_load(args.port, bodies, args.requests, args.concurrency)})
+                        **_load(args.port, bodies, args.requests, args.concurrency, args.path)})
     print(json.dumps(results))
     return 0
 
 
-def _load(port: int, bodies: list[bytes], requests: int, concurrency: int) -> dict:
+def _body(batch, server: str) -> dict:
+    """The request for ``batch``: MLflow's ``inputs`` JSON, or an Open Inference Protocol one."""
+    if server == "mlflow":
+        return {"inputs": batch.tolist()}
+    return {"inputs": [{"name": "images", "shape": list(batch.shape), "datatype": "UINT8",
+                        "data": batch.ravel().tolist()}]}
+
+
+def _load(port: int, bodies: list[bytes], requests: int, concurrency: int,
+          path: str = "/invocations") -> dict:
     latencies: list[float] = []
     errors: dict[str, int] = {}
     lock = threading.Lock()
@@ -71,7 +86,7 @@ def _load(port: int, bodies: list[bytes], requests: int, concurrency: int) -> di
                 break
             started = time.perf_counter()
             try:
-                connection.request("POST", "/invocations", body=bodies[index % len(bodies)],
+                connection.request("POST", path, body=bodies[index % len(bodies)],
                                    headers={"Content-Type": "application/json"})
                 response = connection.getresponse()
                 response.read()
@@ -147,12 +162,36 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _pings(port: int) -> bool:
+def _pings(port: int, path: str = "/ping") -> bool:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as response:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
             return response.status == 200
     except OSError:
         return False
+
+
+MLSERVER_MODEL_NAME = "dec-load"
+
+
+def _start_mlserver(args, tracking_uri: str, model_uri: str, root: Path, port: int, log):
+    """MLServer as docker/kserve-servingruntime.yaml configures it, on the version's files."""
+    import mlflow
+    import yaml
+
+    mlflow.set_tracking_uri(tracking_uri)
+    files = mlflow.artifacts.download_artifacts(artifact_uri=model_uri,
+                                                dst_path=str(root / "mnt-models"))
+    repo = Path(__file__).resolve().parents[1]
+    runtime = yaml.safe_load((repo / "docker" / "kserve-servingruntime.yaml").read_text())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env.update({e["name"]: e["value"] for e in runtime["spec"]["containers"][0]["env"]})
+    env.update(MLSERVER_HOST="127.0.0.1", MLSERVER_HTTP_PORT=str(port),
+               MLSERVER_GRPC_PORT=str(_free_port()), MLSERVER_METRICS_PORT=str(_free_port()),
+               MLSERVER_MODEL_NAME=MLSERVER_MODEL_NAME, MLSERVER_MODEL_URI=str(files),
+               PYTHONPATH=str(repo), TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.Popen([str(args.serving_venv / "bin" / "mlserver"), "start", str(files)],
+                            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root,
+                            start_new_session=True)
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -177,13 +216,20 @@ def main() -> int:
                         help="client threads, each with one keep-alive connection")
     parser.add_argument("--warmup", type=int, default=20,
                         help="unmeasured requests per batch size first")
-    parser.add_argument("--workers", type=int, default=1, help="server worker processes")
+    parser.add_argument("--workers", type=int, default=1, help="server worker processes "
+                        "(mlflow; MLServer runs its default single inference worker)")
+    parser.add_argument("--server", choices=("mlflow", "mlserver"), default="mlflow")
+    parser.add_argument("--serving-venv", type=Path, default=Path("/tmp/mlserver-venv"),
+                        help="MLServer's environment, from requirements-serving.lock")
     parser.add_argument("--model-uri", help="serve this model instead of registering one")
     parser.add_argument("--tracking-uri", help="where --model-uri is registered")
-    parser.add_argument("--output", type=Path, default=RESULTS / "serve_load.json")
+    parser.add_argument("--output", type=Path)
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--path", default="/invocations", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.output = args.output or RESULTS / ("serve_load.json" if args.server == "mlflow"
+                                            else "serve_load_mlserver.json")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.client:
         return client_main(args)
@@ -201,21 +247,30 @@ def main() -> int:
         env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri,
                "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
         log_path = root / "server.log"
+        path, ready = "/invocations", "/ping"
         with open(log_path, "wb") as log:
-            server = subprocess.Popen(
-                [str(bin_dir / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager",
-                 "local", "-h", "127.0.0.1", "-p", str(port), "-w", str(args.workers)],
-                stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root, start_new_session=True)
+            if args.server == "mlserver":
+                server = _start_mlserver(args, tracking_uri, model_uri, root, port, log)
+                path = f"/v2/models/{MLSERVER_MODEL_NAME}/infer"
+                ready = f"/v2/models/{MLSERVER_MODEL_NAME}/ready"
+            else:
+                server = subprocess.Popen(
+                    [str(bin_dir / "mlflow"), "models", "serve", "-m", model_uri,
+                     "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w",
+                     str(args.workers)],
+                    stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root,
+                    start_new_session=True)
         try:
             deadline = time.monotonic() + START_TIMEOUT_S
-            while not _pings(port):
+            while not _pings(port, ready):
                 if server.poll() is not None or time.monotonic() > deadline:
                     print(log_path.read_text(errors="replace")[-3000:], file=sys.stderr)
-                    print("error: mlflow models serve did not start", file=sys.stderr)
+                    print(f"error: {args.server} did not start", file=sys.stderr)
                     return 1
                 time.sleep(0.5)
             client = subprocess.run(
-                [sys.executable, __file__, "--client", "--port", str(port),
+                [sys.executable, __file__, "--client", "--port", str(port), "--path", path,
+                 "--server", args.server,
                  "--requests", str(args.requests), "--warmup", str(args.warmup),
                  "--concurrency", str(args.concurrency),
                  "--batch-sizes", *map(str, args.batch_sizes)],
@@ -233,7 +288,10 @@ def main() -> int:
         "command": " ".join([".venv/bin/python", *sys.argv]),
         "model_uri": model_uri if args.model_uri else "default-size DEC (784-500-500-2000-10, "
                                                       "10 clusters), registered for the run",
-        "server": f"mlflow models serve --env-manager local -w {args.workers}",
+        "server": (f"mlflow models serve --env-manager local -w {args.workers}"
+                   if args.server == "mlflow" else
+                   "mlserver start (mlserver-mlflow, dec_lib.mlserver_runtime.DECRuntime, "
+                   "1 inference worker), Open Inference Protocol V2"),
         "concurrency": args.concurrency, "warmup_per_batch_size": args.warmup,
         "results": rows,
         "mlflow": mlflow.__version__,

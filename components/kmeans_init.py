@@ -16,5 +16,6 @@ def kmeans_init(dataset: Input[Dataset], autoencoder: Input[Model], init: dict, 
     upstream = {"ingest": dataset.metadata.get("tracking"),
                 "pretrain": autoencoder.metadata.get("tracking")}
     meta = run_kmeans_init(dataset.path, autoencoder.path, init, dec, seed, centres.path,
-                           TrackingContext(run_key, tracking_uri, experiment), upstream=upstream)
+                           TrackingContext(run_key, tracking_uri, experiment), upstream=upstream,
+                           data_unchanged=bool(autoencoder.metadata.get("data_unchanged")))
     centres.metadata.update({**meta, "format": "npz (centres, labels)", "role": "centres"})

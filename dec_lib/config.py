@@ -34,7 +34,8 @@ MAX_CLUSTERS = 100_000
 @dataclass
 class DataConfig:
     dataset: str = "mnist"
-    """``mnist`` or a path: a ``.npz`` with ``x`` (optional ``y``), or a directory of IDX files."""
+    """``mnist``, a path, or an ``s3://``, ``gs://`` or ``https://`` URI of: a ``.npz`` with
+    ``x`` (optional ``y``), a directory of IDX files, or a directory of PNG images."""
     n_samples: int | None = None
     """Random subset of this many images (None: all of them)."""
 
@@ -108,6 +109,10 @@ class RegistryConfig:
     promotion_tolerance: float = 0.005
     """The new version becomes champion unless its score is lower than the champion's by more
     than this; otherwise it is registered as challenger."""
+    max_champion_drop: float = 0.1
+    """When the champion scores more than this below its own score at registration on the
+    current data, the data has changed for the worse (corrupted, or drifted far): the new
+    version, fitted to it, stays challenger for a person to review (1: never hold)."""
 
 
 @dataclass
@@ -211,6 +216,8 @@ class RunConfig:
              r.promotion_criterion in ("auto", "acc", "silhouette"),
              "must be 'auto', 'acc' or 'silhouette'"),
             ("registry.promotion_tolerance", 0 <= r.promotion_tolerance <= 1,
+             "must be in [0, 1]"),
+            ("registry.max_champion_drop", 0 <= self.registry.max_champion_drop <= 1,
              "must be in [0, 1]"),
         ]
         for key, ok, problem in checks:

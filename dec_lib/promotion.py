@@ -9,6 +9,12 @@ its own embedding, on the same sample of points: DEC trains for compact, well-se
 in its embedding, the silhouette measures exactly that, and it is scale-free, so two embeddings
 can be compared. It cannot tell a semantically wrong partition from a right one; a model that
 leaves clusters empty is therefore never promoted without labels.
+
+Scoring both models on today's data cannot see data that went bad: shuffled labels or images
+replaced with noise pull both scores down together, and a model fitted to them then looks as
+good as the champion. The champion's own score at registration is the yardstick for that: when
+it scores far below it today (more than ``registry.max_champion_drop``), the data, not the
+model, changed for the worse, and the new version stays challenger for a person to review.
 """
 
 from __future__ import annotations
@@ -65,23 +71,37 @@ class Decision:
     champion_version: str | None
     tolerance: float
     reason: str
+    champion_registered: float | None = None
+    """The champion's score when it was registered, on its own data (None: not recorded)."""
 
     def metrics(self) -> dict[str, float]:
         out = {"gate.candidate": self.candidate, "gate.promoted": float(self.promote)}
         if self.champion is not None:
             out["gate.champion"] = self.champion
+        if self.champion_registered is not None:
+            out["gate.champion_registered"] = self.champion_registered
         return out
 
 
 def decide(candidate: Score, champion: Score | None, *, criterion: str, tolerance: float,
-           champion_version: str | None = None) -> Decision:
+           champion_version: str | None = None, champion_registered: float | None = None,
+           max_champion_drop: float = 1.0) -> Decision:
+    """``champion_registered``: the champion's score when registered; with it, data on which
+    the champion falls more than ``max_champion_drop`` below it holds the candidate."""
     def decision(promote: bool, reason: str) -> Decision:
         return Decision(promote=promote, criterion=criterion, candidate=candidate.value,
                         champion=None if champion is None else champion.value,
-                        champion_version=champion_version, tolerance=tolerance, reason=reason)
+                        champion_version=champion_version, tolerance=tolerance, reason=reason,
+                        champion_registered=champion_registered)
 
     if champion is None:
         return decision(True, "no champion yet")
+    if champion_registered is not None and \
+            champion.value < champion_registered - max_champion_drop:
+        return decision(False, f"the data changed for the worse: the champion scores "
+                               f"{criterion} {champion.value:.4f} on it against "
+                               f"{champion_registered:.4f} when registered (more than "
+                               f"{max_champion_drop} below); held for review")
     if criterion == "silhouette" and candidate.empty_clusters > champion.empty_clusters:
         return decision(False, f"{candidate.empty_clusters} empty clusters against the "
                                f"champion's {champion.empty_clusters}")

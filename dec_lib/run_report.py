@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from dec_lib import figures, report
-from dec_lib.metrics import contingency
+# figures (Matplotlib) and metrics (scikit-learn) are imported where they are drawn: the
+# training steps only write and read their curve files here, and a step that trains nothing
+# should not spend seconds importing plotting libraries.
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,8 @@ def label_confusion(y: np.ndarray, clusters: np.ndarray, n_clusters: int,
     are padded with zero columns (the figure must show them) and the rows are picked in
     ``labels`` order (a mapped label absent from ``y`` is a zero row).
     """
+    from dec_lib.metrics import contingency
+
     counts = contingency(y, clusters)
     padded = np.zeros((max(n_clusters, counts.shape[0]),
                        max(max(labels, default=-1) + 1, counts.shape[1])), dtype=np.int64)
@@ -127,6 +130,8 @@ def draw_figures(out_dir: str | Path, *, x: np.ndarray, image_shape: Sequence[in
     Without labels there is no confusion matrix (and the ACC panel says so); flat vectors get
     no sample grid.
     """
+    from dec_lib import figures
+
     out_dir = Path(out_dir)
     clusters, n_clusters = q.argmax(axis=1), q.shape[1]
     drawn: dict[str, Path] = {}
@@ -156,6 +161,8 @@ def write_run_report(out_dir: str | Path, *, title: str, metrics: Mapping[str, A
                      labels: Sequence[int] | None, mapping: Mapping[int, int],
                      **figure_inputs: Any) -> dict[str, Path]:
     """Figures, ``report.md`` and ``report.html`` in ``out_dir``; their paths by file name."""
+    from dec_lib import report
+
     drawn = draw_figures(out_dir, labels=labels, mapping=mapping, **figure_inputs)
     markdown, html = report.write_report(out_dir, metrics, drawn, cluster_sizes, confusion,
                                          title, labels=labels, mapping=mapping or None)

@@ -25,7 +25,7 @@ import numpy as np
 
 from dec_lib import devices, thread_pools, tracking
 from dec_lib.config import RunConfig
-from dec_lib.data import load_dataset, read_dataset, save_dataset
+from dec_lib.data import load_dataset_with_provenance, read_dataset, save_dataset
 from dec_lib.errors import DecError
 from dec_lib.progress import Progress, setup_logging
 
@@ -140,11 +140,22 @@ def finite(meta: dict[str, Any]) -> dict[str, Any]:
             for k, v in meta.items()}
 
 
-def fingerprint(x: np.ndarray) -> str:
-    """Content hash of the images: equal data, equal fingerprint, whatever file it came from."""
+def fingerprint(x: np.ndarray, y: np.ndarray | None = None) -> str:
+    """Content hash of the images and their labels: equal data, equal fingerprint, whatever
+    file or URI it came from.
+
+    It covers everything ingest hands on, so an object replaced under the same URI is new data
+    whenever it changes what the steps read: other pixels, more images, or other labels (which
+    the promotion gate scores against). Bytes that decode to the same data (a PNG re-encoded)
+    leave it unchanged; ingest records the digest of the raw bytes read as
+    ``data.source_sha256`` beside it.
+    """
     digest = hashlib.sha256()
     digest.update(str(x.shape).encode())
     digest.update(np.ascontiguousarray(x).tobytes())
+    if y is not None:
+        digest.update(b"labels")
+        digest.update(np.ascontiguousarray(y, dtype=np.int64).tobytes())
     return digest.hexdigest()[:16]
 
 
@@ -168,8 +179,8 @@ def ingest(data: dict, seed: int, out_path: str, ctx: TrackingContext,
     ctx = ctx.own("ingest", data, seed, *([n_clusters] if n_clusters else []))
     with ctx.step("ingest") as run:
         _log_section(config, "data")
-        dataset = load_dataset(config.data.dataset, n_samples=config.data.n_samples,
-                               seed=config.seed)
+        dataset, provenance = load_dataset_with_provenance(
+            config.data.dataset, n_samples=config.data.n_samples, seed=config.seed)
         if n_clusters:
             try:
                 check_n_clusters(n_clusters, dataset.n_samples)
@@ -182,12 +193,17 @@ def ingest(data: dict, seed: int, out_path: str, ctx: TrackingContext,
             "image_shape": list(dataset.image_shape),
             "has_labels": dataset.y is not None,
             "n_labels": len(np.unique(dataset.y)) if dataset.y is not None else 0,
-            "fingerprint": fingerprint(dataset.x),
+            "fingerprint": fingerprint(dataset.x, dataset.y),
             "source": dataset.source,
         }
-        tracking.log_params({"data.fingerprint": meta["fingerprint"],
-                             "data.n_images": dataset.n_samples,
-                             "data.image_shape": "x".join(map(str, dataset.image_shape))})
+        params = {"data.fingerprint": meta["fingerprint"], "data.n_images": dataset.n_samples,
+                  "data.image_shape": "x".join(map(str, dataset.image_shape))}
+        if provenance.sha256 is not None:
+            meta["source_sha256"] = provenance.sha256
+            params.update({"data.source_sha256": provenance.sha256,
+                           "data.source_bytes": provenance.n_bytes,
+                           "data.source_files": provenance.n_files})
+        tracking.log_params(params)
         log.info("ingest: %d images of %s from %s (labels: %s)", dataset.n_samples,
                  "x".join(map(str, dataset.image_shape)), dataset.source,
                  "yes" if dataset.y is not None else "no")
@@ -205,7 +221,7 @@ def pretrain(dataset_path: str, autoencoder: dict, pretrain: dict, seed: int, ou
                                   registry=registry or {})
     dataset = read_dataset(dataset_path)
     # The work, which keys both the resumable checkpoint and (when cached) the MLflow run.
-    data_fingerprint = fingerprint(dataset.x)
+    data_fingerprint = fingerprint(dataset.x, dataset.y)
     work = [data_fingerprint, autoencoder, pretrain, seed, registry or {}]
     ctx = ctx.own("pretrain", *work)
     with ctx.step("pretrain") as run:
@@ -271,9 +287,9 @@ def _warm_start(dataset, data_fingerprint: str, model_name: str, out: Path
     (``kmeans_init`` recognises it). When the data equals the champion's (same fingerprint),
     the later steps train and register nothing.
     """
+    import shutil
     import tempfile
 
-    from dec_lib.model_io import load_model, save_model
     from dec_lib.run_report import save_pretrain_losses
     from dec_lib.serving import champion_version, download_keras_model
 
@@ -283,15 +299,24 @@ def _warm_start(dataset, data_fingerprint: str, model_name: str, out: Path
     if champion is None:
         log.info("pretrain: no champion of %r yet; pretraining from scratch", model_name)
         return None
-    with tempfile.TemporaryDirectory() as tmp:
-        model = load_model(download_keras_model(model_name, champion.version, tmp))
-    if model.input_shape[-1] != dataset.n_features:
-        raise DecError(f"the champion of {model_name!r} (version {champion.version}) takes "
-                       f"{model.input_shape[-1]} pixels per image; this data has "
-                       f"{dataset.n_features}")
-    save_model(model, out / "autoencoder.keras")
-    save_pretrain_losses(out, [])  # nothing was pretrained
     unchanged = (champion.tags or {}).get(DATA_FINGERPRINT_TAG) == data_fingerprint
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        champion_file = download_keras_model(model_name, champion.version, tmp)
+        if unchanged:
+            # The champion's own data: hand its file on untouched, without loading TensorFlow
+            # (the later steps keep it as it is).
+            shutil.copyfile(champion_file, out / "autoencoder.keras")
+        else:
+            from dec_lib.model_io import load_model, save_model
+
+            model = load_model(champion_file)
+            if model.input_shape[-1] != dataset.n_features:
+                raise DecError(f"the champion of {model_name!r} (version {champion.version}) "
+                               f"takes {model.input_shape[-1]} pixels per image; this data has "
+                               f"{dataset.n_features}")
+            save_model(model, out / "autoencoder.keras")
+    save_pretrain_losses(out, [])  # nothing was pretrained
     tracking.log_params({"pretrain.warm_start_from": f"{model_name}/{champion.version}"})
     tracking.log_metrics({"pretrain.data_unchanged": float(unchanged)})
     log.info("pretrain: warm start from %s version %s%s", model_name, champion.version,
@@ -306,9 +331,19 @@ def _warm_start(dataset, data_fingerprint: str, model_name: str, out: Path
 @user_errors_exit
 def kmeans_init(dataset_path: str, autoencoder_path: str, init: dict, dec: dict, seed: int,
                 out_path: str, ctx: TrackingContext,
-                upstream: dict[str, dict] | None = None) -> dict[str, Any]:
-    """``upstream``: the cacheable steps' MLflow records by step name, adopted into this run."""
-    begin("kmeans_init")
+                upstream: dict[str, dict] | None = None,
+                data_unchanged: bool = False) -> dict[str, Any]:
+    """``upstream``: the cacheable steps' MLflow records by step name, adopted into this run.
+    ``data_unchanged``: a warm start on the champion's own data, where nothing is trained."""
+    begin("kmeans_init", tensorflow=not data_unchanged)
+    config = config_from_sections(seed, init=init, dec=dec)
+    if data_unchanged:
+        with ctx.step("kmeans_init"):
+            for step, record in (upstream or {}).items():
+                tracking.adopt(step, record)
+            write_init(out_path, np.zeros((0, 0), np.float32), np.zeros(0, np.int64))
+            log.info("kmeans_init: the data is unchanged; the champion keeps its centres")
+        return {"n_clusters": config.dec.n_clusters, "skipped": True}
     from sklearn.metrics import normalized_mutual_info_score
 
     from dec_lib.autoencoder import embed, encoder_of
@@ -317,7 +352,6 @@ def kmeans_init(dataset_path: str, autoencoder_path: str, init: dict, dec: dict,
     from dec_lib.training import CLUSTERING_LAYER, init_centres
     from dec_lib.validation import check_n_clusters
 
-    config = config_from_sections(seed, init=init, dec=dec)
     with ctx.step("kmeans_init"):
         for step, record in (upstream or {}).items():
             tracking.adopt(step, record)
@@ -385,17 +419,29 @@ def read_init(path: str) -> tuple[np.ndarray, np.ndarray]:
 def dec_train(dataset_path: str, autoencoder_path: str, centres_path: str, dec: dict,
               seed: int, out_path: str, ctx: TrackingContext,
               data_unchanged: bool = False) -> dict[str, Any]:
-    begin("dec_train")
-    from dec_lib.autoencoder import encoder_of
-    from dec_lib.metrics import cluster_accuracy
-    from dec_lib.model_io import load_model, save_model
+    begin("dec_train", tensorflow=not data_unchanged)
     from dec_lib.run_report import save_dec_history
-    from dec_lib.seeding import seed_everything
-    from dec_lib.training import build_dec_model, train_dec
 
     config = config_from_sections(seed, dec=dec)
     if data_unchanged:  # a warm start on the champion's own data: keep the champion as it is
+        import shutil
+
         config = config.with_overrides({"dec.maxiter": 0})
+        with ctx.step("dec_train"):
+            _log_section(config, "dec")
+            Path(out_path).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(Path(autoencoder_path) / "autoencoder.keras",
+                            Path(out_path) / "dec.keras")
+            save_dec_history(out_path, [], config.dec.tol, config.dec.warmup_iterations)
+            tracking.log_metrics({"dec_train.iterations": 0, "dec_train.converged": 1.0})
+            log.info("dec_train: the data is unchanged; the champion is kept as it is")
+        return {"iterations": 0, "converged": True, "data_unchanged": True}
+    from dec_lib.autoencoder import encoder_of
+    from dec_lib.metrics import cluster_accuracy
+    from dec_lib.model_io import load_model, save_model
+    from dec_lib.seeding import seed_everything
+    from dec_lib.training import build_dec_model, train_dec
+
     with ctx.step("dec_train"):
         _log_section(config, "dec")
         dataset = read_dataset(dataset_path)
@@ -449,15 +495,21 @@ class Evaluation:
 
 @user_errors_exit
 def evaluate(dataset_path: str, model_path: str, report_path: str, ctx: TrackingContext,
-             autoencoder_path: str = "", figures_dir: str = "") -> Evaluation:
+             autoencoder_path: str = "", figures_dir: str = "",
+             data_unchanged: bool = False) -> Evaluation:
     """Score the clustering, draw the figures and write the report, logged to MLflow.
 
     The training curves come from the files the training steps left next to their models
     (``autoencoder_path`` for pretraining); ``figures_dir`` keeps the figures and the report,
-    else they live in a temporary folder only long enough to reach MLflow.
+    else they live in a temporary folder only long enough to reach MLflow. With
+    ``data_unchanged`` (a warm start on the champion's own data) nothing was trained, so
+    nothing is scored: the report says so, and the champion's run holds its figures.
     """
     begin("evaluate")
     import tempfile
+
+    if data_unchanged:
+        return _evaluate_unchanged(dataset_path, report_path, ctx, figures_dir)
 
     from dec_lib.autoencoder import embed
     from dec_lib.metrics import evaluate_clustering, sampled_silhouette
@@ -496,7 +548,7 @@ def evaluate(dataset_path: str, model_path: str, report_path: str, ctx: Tracking
             "mapping": {str(k): v for k, v in mapping.items()},
             "cluster_sizes": evaluation.cluster_sizes,
             "image_shape": list(dataset.image_shape),
-            "fingerprint": fingerprint(dataset.x),
+            "fingerprint": fingerprint(dataset.x, dataset.y),
         }, indent=2))
         tracking.log_metrics({f"cluster_size.{i}": s for i, s in enumerate(sizes)})
         log.info("evaluate: %s", ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
@@ -517,6 +569,39 @@ def evaluate(dataset_path: str, model_path: str, report_path: str, ctx: Tracking
     return evaluation
 
 
+def _evaluate_unchanged(dataset_path: str, report_path: str, ctx: TrackingContext,
+                        figures_dir: str) -> Evaluation:
+    import html
+    import tempfile
+
+    with ctx.step("evaluate"):
+        dataset = read_dataset(dataset_path)
+        data_fingerprint = fingerprint(dataset.x, dataset.y)
+        Path(report_path).write_text(json.dumps({
+            "metrics": {}, "confusion": None, "labels": None, "mapping": {},
+            "cluster_sizes": [], "image_shape": list(dataset.image_shape),
+            "fingerprint": data_fingerprint, "data_unchanged": True}, indent=2))
+        evaluation = Evaluation(metrics={}, confusion=None, labels=None, mapping={},
+                                cluster_sizes=[])
+        title = f"DEC clustering report: {dataset.source}"
+        note = (f"The data ({dataset.n_samples} images, fingerprint {data_fingerprint}) is the "
+                "data the champion was trained on: nothing was trained, so nothing was scored. "
+                "The champion's own run holds its scores and figures.")
+        with tempfile.TemporaryDirectory() as scratch:
+            folder = Path(figures_dir or scratch)
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "report.md").write_text(f"# {title}\n\n{note}\n")
+            (folder / "report.html").write_text(
+                f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+                f"</title></head><body><h1>{html.escape(title)}</h1><p>{html.escape(note)}</p>"
+                "</body></html>\n")
+            evaluation.report_files = {name: folder / name for name in ("report.md",
+                                                                        "report.html")}
+            _log_report(folder)
+        log.info("evaluate: the data is unchanged; nothing to score")
+    return evaluation
+
+
 def _log_report(folder: Path) -> None:
     import mlflow
 
@@ -533,7 +618,10 @@ def register(model_path: str, report_path: str, model_name: str, work_dir: str,
     """Register the model and let the champion gate alias it (see ``dec_lib.promotion``).
 
     With ``dataset_path`` the candidate and the current champion are scored on that data; without
-    it the first version becomes champion and later ones challengers.
+    it the first version becomes champion and later ones challengers. The new version records
+    its confidence on that data (its training data) as ``drift.reference.*`` tags, and, when a
+    champion recorded one, the data's drift from the champion's training data is logged
+    (``dec_lib.drift``): figures for a reader, not inputs to the gate.
     """
     begin("register")
     import mlflow
@@ -555,18 +643,24 @@ def register(model_path: str, report_path: str, model_name: str, work_dir: str,
             return {**result, "model_version": str(champion.version), "alias": CHAMPION,
                     "model_uri": f"models:/{model_name}@{CHAMPION}", "decision": "skipped",
                     "reason": reason}
-        gate, decisions = _promotion_gate(model_path, dataset_path, model_name, config)
+        gate, decisions, drifts, reference = _promotion_gate(model_path, dataset_path,
+                                                             model_name, config)
         registration = log_and_register(
             model_path,
             mapping={int(k): int(v) for k, v in report["mapping"].items()},
             image_shape=tuple(report["image_shape"]),
             model_name=model_name,
-            metrics={k: v for k, v in report["metrics"].items() if k in ("acc", "nmi", "ari")},
+            metrics={k: v for k, v in report["metrics"].items()
+                     if k in ("acc", "nmi", "ari", "silhouette")},
             run_id=run.info.run_id,
             work_dir=work_dir,
-            tags={DATA_FINGERPRINT_TAG: report.get("fingerprint", "")},
+            tags={DATA_FINGERPRINT_TAG: report.get("fingerprint", ""),
+                  **(reference.tags() if reference else {})},
             **({"gate": gate} if gate else {}),
         )
+        if drifts:
+            _record_drift(drifts[-1], model_name, registration.version)
+            result["drift"] = drifts[-1].metrics()
         mlflow.set_tags({"registered.version": registration.version,
                          "registered.alias": registration.alias})
         result.update(model_version=registration.version, alias=registration.alias,
@@ -588,19 +682,25 @@ def register(model_path: str, report_path: str, model_name: str, work_dir: str,
 
 
 def _promotion_gate(model_path: str, dataset_path: str, model_name: str, config: RunConfig):
-    """A gate for ``log_and_register`` that scores both models on the data, and its decisions."""
+    """A gate for ``log_and_register`` that scores both models on the data, its decisions,
+    the drift of the data from the champion's training data, and the candidate's reference."""
     if not dataset_path:
-        return None, []
+        return None, [], [], None
     import tempfile
 
+    from dec_lib.autoencoder import embed
+    from dec_lib.drift import measure_drift, reference_from_tags, reference_of
     from dec_lib.model_io import load_model
     from dec_lib.promotion import criterion_for, decide, score_model
     from dec_lib.serving import download_keras_model
 
     dataset = read_dataset(dataset_path)
     criterion = criterion_for(config.registry.promotion_criterion, dataset.y is not None)
-    candidate = score_model(load_model(model_path), dataset.x, dataset.y, criterion)
-    decisions = []
+    candidate_model = load_model(model_path)
+    candidate = score_model(candidate_model, dataset.x, dataset.y, criterion)
+    # This data is the candidate's training data: what later runs measure drift against.
+    reference = reference_of(embed(candidate_model, dataset.x))
+    decisions, drifts = [], []
 
     def gate(champion) -> bool:
         score = None
@@ -608,10 +708,42 @@ def _promotion_gate(model_path: str, dataset_path: str, model_name: str, config:
             with tempfile.TemporaryDirectory() as tmp:
                 model = load_model(download_keras_model(model_name, champion.version, tmp))
             score = score_model(model, dataset.x, dataset.y, criterion)
+            champion_reference = reference_from_tags(champion.tags)
+            if champion_reference is None:
+                log.info("register: champion version %s has no recorded training confidence "
+                         "(registered before drift was measured); no drift figures",
+                         champion.version)
+            else:
+                drifts.append(measure_drift(embed(model, dataset.x), champion_reference))
         decisions.append(decide(candidate, score, criterion=criterion,
                                 tolerance=config.registry.promotion_tolerance,
                                 champion_version=None if champion is None
-                                else str(champion.version)))
+                                else str(champion.version),
+                                champion_registered=_registered_score(champion, criterion),
+                                max_champion_drop=config.registry.max_champion_drop))
         return decisions[-1].promote
 
-    return gate, decisions
+    return gate, decisions, drifts, reference
+
+
+def _registered_score(champion, criterion: str) -> float | None:
+    """The champion's ``criterion`` on its own data, from its version tags (None: absent)."""
+    try:
+        return float((champion.tags or {})[criterion]) if champion is not None else None
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _record_drift(drift, model_name: str, version: str) -> None:
+    """The drift figures on the run (metrics, and ``gate.drift.*`` tags beside the gate's
+    decision) and on the new version, where a person reading the registry looks."""
+    import mlflow
+
+    tracking.log_metrics(drift.metrics())
+    tags = {f"gate.{k}": f"{v:.4f}" for k, v in drift.metrics().items()}
+    mlflow.set_tags(tags)
+    client = mlflow.MlflowClient()
+    for key, value in tags.items():
+        tracking.with_retries(lambda k=key, v=value: client.set_model_version_tag(
+            model_name, version, k, v), f"tag {model_name} version {version}")
+    log.info("register: drift from the champion's training data: %s", drift.describe())

@@ -33,6 +33,11 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     """Preset, then ``--config``, then ``--dataset``/``--seed``/``--set``, then positional
     ``KEY=VALUE`` (submit, schedule): later wins."""
     overrides: list[str] = []
+    if getattr(args, "data_pvc", None):
+        if getattr(args, "dataset", None):
+            raise DecError("--dataset and --data-pvc both name the data; give the path inside "
+                           "the volume as --data-pvc NAME:SUBPATH")
+        overrides.append(f"data.dataset={args.data_pvc[1]}")
     if getattr(args, "dataset", None):
         overrides.append(f"data.dataset={args.dataset}")
     if getattr(args, "seed", None) is not None:
@@ -287,6 +292,9 @@ def _summary(registered: dict, config: RunConfig, wall: float) -> dict:
         "promotion": {k: registered.get(k) for k in (
             "decision", "reason", "criterion", "candidate_score", "champion_score",
             "champion_version")},
+        # Label-free drift of this data from the champion's training data (retraining only).
+        "drift": {k.removeprefix("drift."): metrics[k] for k in (
+            "drift.low_confidence_share", "drift.cluster_size_tvd") if k in metrics} or None,
         "seed": config.seed,
         "wall_seconds": round(wall, 2),
         "phase_seconds": {p: round(metrics.get(f"phase_seconds.{p}", float("nan")), 2)
@@ -298,8 +306,12 @@ def _summary(registered: dict, config: RunConfig, wall: float) -> dict:
 
 
 def _print_summary(summary: dict) -> None:
+    nothing_trained = summary["promotion"].get("decision") == "skipped"
+
     def fmt(value):
-        return "n/a (no labels)" if value is None else f"{value:.4f}"
+        if value is None:
+            return "n/a (nothing trained)" if nothing_trained else "n/a (no labels)"
+        return f"{value:.4f}"
 
     lines = [
         "",
@@ -311,6 +323,10 @@ def _print_summary(summary: dict) -> None:
         f"(alias {summary['alias']}): {summary['model_uri']}",
         f"  promotion       {summary['promotion']['decision']}: "
         f"{summary['promotion']['reason']}",
+        *([f"  drift           {summary['drift']['low_confidence_share']:.1%} of images below "
+           f"the champion's training median confidence (~50% if none); cluster sizes moved "
+           f"{summary['drift']['cluster_size_tvd']:.3f} (total variation)"]
+          if summary.get("drift") else []),
         f"  MLflow          run {summary['mlflow_run_id']} at {summary['tracking_uri']}",
         f"  time            {format_duration(summary['wall_seconds'])} in all: "
         + ", ".join(f"{p} {format_duration(s)}" for p, s in summary["phase_seconds"].items()),
@@ -368,7 +384,9 @@ def _placement(args: argparse.Namespace):
              "gpu_tolerations": tuple(args.gpu_toleration) if args.gpu_toleration else None,
              "dec_on_gpu": args.dec_on_gpu or None, "mlflow_secret": args.mlflow_secret,
              "checkpoint_pvc": args.checkpoint_pvc,
-             "allow_cpu_fallback": args.allow_cpu_fallback or None}
+             "allow_cpu_fallback": args.allow_cpu_fallback or None,
+             "data_secret": args.data_secret,
+             "data_pvc": args.data_pvc[0] if args.data_pvc else None}
     return Placement(**{k: v for k, v in given.items() if v is not None})
 
 
@@ -378,9 +396,11 @@ def _describe(placement) -> str:
     checkpoints = (f"PVC {placement.checkpoint_pvc} at {placement.checkpoint_root}"
                    if placement.checkpoint_pvc else "none (a retry restarts pretraining)")
     fallback = ", or the CPU" if placement.allow_cpu_fallback else ""
+    data = (f"; data PVC {placement.data_pvc} at /mnt/dec-data" if placement.data_pvc else "")
     return (f"images {placement.image}, {placement.gpu_image}; {gpu_steps} on "
             f"{placement.gpus} GPU(s){fallback}, nodes {nodes}; MLflow Secret "
-            f"{placement.mlflow_secret}; checkpoints {checkpoints}")
+            f"{placement.mlflow_secret}; data Secret {placement.data_secret}{data}; "
+            f"checkpoints {checkpoints}")
 
 
 # -------------------------------------------------------------------------------------- predict
@@ -523,10 +543,52 @@ def _quiet_third_parties() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+# ---------------------------------------------------------------------------------------- serve
+
+def serve_command(model: str, host: str, port: int, workers: int) -> tuple[list[str], dict]:
+    """MLflow's model server for ``model``, and the environment it needs.
+
+    ``mlflow models serve`` starts ``uvicorn`` by name, from ``PATH``: without this
+    environment's bin directory first on ``PATH`` it fails with status 127 (or runs another
+    environment's uvicorn) for anyone who has not activated the venv.
+    """
+    bin_dir = os.path.dirname(sys.executable)
+    env = {**os.environ, "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")]),
+           "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model,
+               "--env-manager", "local", "-h", host, "-p", str(port), "-w", str(workers)]
+    return command, env
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import subprocess
+
+    if args.mlflow_uri:
+        os.environ["MLFLOW_TRACKING_URI"] = _credentials_to_env(args.mlflow_uri)
+    command, env = serve_command(args.model, args.host, args.port, args.workers)
+    print(f"serving {args.model} at http://{args.host}:{args.port}/invocations "
+          "(POST {\"inputs\": images}; Ctrl-C stops)", flush=True)
+    process = subprocess.Popen(command, env=env)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        process.wait()
+        return 130
+
+
 # ------------------------------------------------------------------------------ submit/schedule
 
 def _client(args: argparse.Namespace):
     import kfp
+
+    from dec_lib.remote_data import is_remote
+
+    # Checked before connecting: a mistake in the options is not the server's.
+    if args.dataset and args.dataset != "mnist" and not is_remote(args.dataset):
+        raise DecError(f"--dataset {args.dataset}: a path on this machine is not on the "
+                       "cluster; give an s3://, gs:// or https:// URI, or --data-pvc "
+                       "NAME[:SUBPATH] for data on a volume")
 
     return kfp.Client(host=args.host, namespace=args.namespace,
                       existing_token=args.existing_token or os.environ.get("KF_PIPELINES_TOKEN"))
@@ -620,8 +682,9 @@ def _add_config_options(parser: argparse.ArgumentParser, data: bool = True) -> N
                         "configuration applied over the preset; --dataset, --seed and --set "
                         "win over it (write one with 'config show --format yaml')")
     if data:
-        parser.add_argument("--dataset", help="'mnist' (default) or a path: .npz with x "
-                            "(and optional y), or a directory of IDX files")
+        parser.add_argument("--dataset", help="'mnist' (default), a path or an s3://, gs:// "
+                            "or https:// URI of: an .npz with x (and optional y), a directory "
+                            "of IDX files, or a directory of PNG images")
     parser.add_argument("--seed", type=int, help="random seed for every step")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
                         help="override one setting, e.g. --set pretrain.epochs=50 (repeatable)")
@@ -700,6 +763,15 @@ def _add_placement_options(parser: argparse.ArgumentParser) -> None:
                        + "; ".join(f"{v}: {b.covers}" for v, b in BACKENDS.items())
                        + " (default: %(default)s; older targets make the Secret's keys "
                        "required)")
+    group.add_argument("--data-secret", metavar="NAME", type=_from_dag("check_resource_name"),
+                       help="optional Secret whose keys (AWS_ACCESS_KEY_ID, "
+                       "AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_DEFAULT_REGION, "
+                       "AWS_ENDPOINT_URL, FSSPEC_GCS) become ingest's environment, for an "
+                       "s3:// or gs:// --dataset (default: dec-data-credentials)")
+    group.add_argument("--data-pvc", metavar="NAME[:SUBPATH]", type=_from_dag("parse_data_pvc"),
+                       help="PersistentVolumeClaim holding the data, mounted on the ingest pod "
+                       "at /mnt/dec-data; the data set is SUBPATH inside it (an .npz, or a "
+                       "folder of IDX or PNG files)")
 
 
 def _positive_int(text: str) -> int:
@@ -786,15 +858,27 @@ def make_parser() -> argparse.ArgumentParser:
     pred.add_argument("--mlflow-uri", help="tracking URI (default: $MLFLOW_TRACKING_URI)")
     pred.set_defaults(func=cmd_predict)
 
+    serve = commands.add_parser("serve", help="serve a registered model over HTTP (MLflow's "
+                                "model server, with this environment)")
+    serve.add_argument("--model", required=True, metavar="MODEL_URI",
+                       help="e.g. models:/dec-mnist@champion")
+    serve.add_argument("--port", type=int, default=5001, help="(default: %(default)s)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: "
+                       "%(default)s; 0.0.0.0 for every interface)")
+    serve.add_argument("--workers", type=_positive_int, default=1, help="server worker "
+                       "processes (default: %(default)s)")
+    serve.add_argument("--mlflow-uri", help="tracking URI (default: $MLFLOW_TRACKING_URI)")
+    serve.set_defaults(func=cmd_serve)
+
     sub = commands.add_parser("submit", help="submit one run to a Kubeflow Pipelines cluster")
-    _add_config_options(sub, data=False)
+    _add_config_options(sub)
     _add_kfp_options(sub)
     sub.add_argument("--run-name", default=None)
     _add_mode_options(sub)
     sub.set_defaults(func=cmd_submit)
 
     sched = commands.add_parser("schedule", help="create a recurring run (retraining)")
-    _add_config_options(sched, data=False)
+    _add_config_options(sched)
     _add_kfp_options(sched)
     sched.add_argument("--cron", required=True,
                        help="KFP's six-field cron, e.g. '0 0 3 * * *' (03:00 daily)")

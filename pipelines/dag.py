@@ -48,6 +48,14 @@ DEFAULT_MLFLOW_SECRET = "mlflow-credentials"
 MLFLOW_SECRET_KEYS = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME",
                       "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
 """Keys read from the MLflow Secret, each into the environment variable of the same name."""
+DATA_MOUNT = "/mnt/dec-data"
+"""Where ``--data-pvc`` is mounted on the ingest pod; ``data.dataset`` then points inside it."""
+DEFAULT_DATA_SECRET = "dec-data-credentials"
+DATA_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                    "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "FSSPEC_GCS")
+"""Keys read from the data Secret by ingest: boto's standard variables for ``s3://`` (with
+``AWS_ENDPOINT_URL`` for MinIO and other S3-compatible stores) and fsspec's ``FSSPEC_GCS``
+(``{"token": <service-account JSON>}``) for ``gs://`` where Workload Identity is not used."""
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 
 _DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
@@ -130,8 +138,10 @@ class Placement:
     otherwise make TensorFlow train on the CPU, silently and many times slower), unless
     ``allow_cpu_fallback``. Every step reads MLflow's URI and credentials from the optional Secret
     ``mlflow_secret``. With ``checkpoint_pvc``, pretraining checkpoints go to that volume, so a
-    retried pod resumes; without it a retry starts pretraining over. ``local`` is for kfp.local's
-    runners, which give no GPU: no step is told to expect one.
+    retried pod resumes; without it a retry starts pretraining over. Ingest alone reads the
+    optional Secret ``data_secret`` (object-store credentials) and, with ``data_pvc``, has that
+    volume mounted at ``DATA_MOUNT``. ``local`` is for kfp.local's runners, which give no GPU:
+    no step is told to expect one.
     """
 
     image: str = CPU_IMAGE
@@ -145,6 +155,8 @@ class Placement:
     checkpoint_pvc: str | None = None
     allow_cpu_fallback: bool = False
     local: bool = False
+    data_secret: str = DEFAULT_DATA_SECRET
+    data_pvc: str | None = None
 
     def __post_init__(self):
         if isinstance(self.gpus, bool) or not isinstance(self.gpus, int) or self.gpus < 1:
@@ -155,7 +167,7 @@ class Placement:
                 _check_label_value(self.gpu_node_selector[1], "value")
             except ValueError as error:
                 raise ConfigError("gpu_node_selector", str(error)) from None
-        for name in ("mlflow_secret", "checkpoint_pvc"):
+        for name in ("mlflow_secret", "checkpoint_pvc", "data_secret", "data_pvc"):
             try:
                 if getattr(self, name) is not None:
                     check_resource_name(getattr(self, name))
@@ -174,6 +186,30 @@ def check_resource_name(name: str) -> str:
         raise ValueError(f"{name!r} is not a Kubernetes resource name (lower-case letters, "
                          "digits, '-' and '.', starting and ending alphanumeric)")
     return name
+
+
+def parse_data_pvc(text: str) -> tuple[str, str]:
+    """``NAME[:SUBPATH]``: the claim holding the data, and the data's path inside it.
+
+    Returns the claim's name and the path ``data.dataset`` takes on the ingest pod.
+    """
+    name, _, subpath = text.partition(":")
+    check_resource_name(name)
+    parts = [part for part in subpath.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise ValueError(f"{text!r}: the path inside the volume may not contain '..'")
+    return name, "/".join([DATA_MOUNT, *parts])
+
+
+def reads_changing_data(dataset: str, placement: "Placement") -> bool:
+    """Whether ingest reads data that can change under the same name: a URI or a volume.
+
+    Such an ingest is never cached: KFP keys its cache on the parameters, the URI's text, so a
+    cached ingest would hand on the first download after the objects had changed.
+    """
+    from dec_lib.remote_data import is_remote
+
+    return placement.data_pvc is not None or is_remote(dataset)
 
 
 def _on_gpu(task: dsl.PipelineTask, p: Placement, gpus: int, check: bool = True) -> None:
@@ -213,7 +249,8 @@ def build_pipeline(config: "RunConfig | None" = None, placement: "Placement | No
     pipeline's run. A cached ingest does not see a file that changed under the same path, so
     scheduled retraining compiles with ``cache=False``; a warm start (``registry.warm_start``)
     depends on the registry, so its pretraining is never cached. Nothing else is cached: every
-    later step logs to the pipeline's MLflow run, and registration must always happen.
+    later step logs to the pipeline's MLflow run, and registration must always happen. An
+    ingest that reads a URI or a volume is never cached (see `reads_changing_data`).
     """
     c = config or preset("default")
     p = placement or Placement(local=True)
@@ -241,15 +278,24 @@ def build_pipeline(config: "RunConfig | None" = None, placement: "Placement | No
         run = {"run_key": backend.run_key, "tracking_uri": tracking_uri,
                "experiment": experiment}
 
+        cache_ingest = cache and not reads_changing_data(c.data.dataset, p)
         cache_pretrain = cache and not c.registry.warm_start
         # A cacheable step gets no run key: a key unique to the run would defeat the cache.
         # Ingest checks the images against dec.n_clusters, passed again as a number: KFP cannot
         # index the dec struct. A cacheable ingest gets neither: a new count would miss its
         # cache and so pretraining's; kmeans_init checks the count then, after a pretraining
         # that the corrected run takes from the cache.
-        ingested = _place(ingest(data=data, seed=seed, n_clusters=0 if cache else n_clusters,
-                                 **{**run, "run_key": "" if cache else run["run_key"]}),
+        ingested = _place(ingest(data=data, seed=seed,
+                                 n_clusters=0 if cache_ingest else n_clusters,
+                                 **{**run, "run_key": "" if cache_ingest
+                                    else run["run_key"]}),
                           "ingest", p.image)
+        # Object-store credentials reach ingest alone, from the cluster, never the package.
+        kubernetes.use_secret_as_env(ingested, secret_name=p.data_secret,
+                                     secret_key_to_env={k: k for k in DATA_SECRET_KEYS},
+                                     optional=True)
+        if p.data_pvc:
+            kubernetes.mount_pvc(ingested, pvc_name=p.data_pvc, mount_path=DATA_MOUNT)
         trained_ae = _place(pretrain(dataset=ingested.outputs["dataset"],
                                      autoencoder=autoencoder, pretrain=pretrain_config,
                                      seed=seed, checkpoint_root=checkpoint_root,
@@ -279,7 +325,7 @@ def build_pipeline(config: "RunConfig | None" = None, placement: "Placement | No
                                      model=clustered.outputs["model"],
                                      report=scored.outputs["report"], model_name=model_name,
                                      registry=registry, **run), "register", p.image)
-        ingested.set_caching_options(cache)
+        ingested.set_caching_options(cache_ingest)
         trained_ae.set_caching_options(cache_pretrain)
         for task in (centres, clustered, scored, registered):
             task.set_caching_options(False)

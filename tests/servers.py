@@ -79,3 +79,30 @@ def mlflow_server(root: Path, *extra_args: str, env: dict[str, str] | None = Non
         yield url
     finally:
         stop(process)
+
+
+S3_TEST_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": "us-east-1"}
+"""moto accepts any key; these are dummies so that boto never looks for real ones."""
+
+
+@contextmanager
+def s3_server(root: Path) -> Iterator[str]:
+    """moto's S3-compatible server on loopback, started and stopped here; yields its URL.
+
+    Clients reach it as they reach MinIO: ``AWS_ENDPOINT_URL`` set to the URL, and the dummy
+    `S3_TEST_CREDENTIALS`.
+    """
+    port = free_port()
+    log = root / "moto.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=out, stderr=subprocess.STDOUT, cwd=root, env=clean_env(),
+            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(f"{url}/moto-api/", process, log)
+        yield url
+    finally:
+        stop(process)

@@ -291,3 +291,89 @@ def test_credential_check_accepts_references():
     extra = ("    env:\n      - name: AWS_SECRET_ACCESS_KEY\n        valueFrom:\n"
              "          secretKeyRef: {name: s3, key: secret}\n")
     assert problems_inline_credentials(manifest_text() + extra) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# The serving runtime the InferenceService names (docker/kserve-servingruntime.yaml)
+
+RUNTIME_MANIFEST = ROOT / "docker" / "kserve-servingruntime.yaml"
+RUNTIME_KINDS = ("ServingRuntime", "ClusterServingRuntime")
+SERVING_UID = 10001  # docker/Dockerfile.serving's USER
+
+
+def serving_runtime() -> dict[str, Any]:
+    documents = load_documents(RUNTIME_MANIFEST.read_text())
+    assert len(documents) == 1, f"expected one document, found {len(documents)}"
+    return documents[0]
+
+
+def _runtime_env(runtime: dict[str, Any]) -> dict[str, Any]:
+    (container,) = _get(runtime, "spec", "containers") or [{}]
+    return {e["name"]: e.get("value") for e in container.get("env", [])}
+
+
+def problems_runtime(runtime: dict[str, Any], service: dict[str, Any]) -> list[str]:
+    """The runtime serves what the InferenceService asks for, as the project's code expects."""
+    problems = []
+    if runtime.get("apiVersion") != "serving.kserve.io/v1alpha1":
+        problems.append(f"apiVersion is {runtime.get('apiVersion')!r}")
+    if runtime.get("kind") not in RUNTIME_KINDS:
+        problems.append(f"kind is {runtime.get('kind')!r}, not one of {RUNTIME_KINDS}")
+    name = _get(runtime, "metadata", "name")
+    if _get(service, "spec", "predictor", "model", "runtime") != name:
+        problems.append(f"the InferenceService does not name the runtime {name!r}")
+    formats = [f.get("name") for f in _get(runtime, "spec", "supportedModelFormats") or []]
+    if _get(service, "spec", "predictor", "model", "modelFormat", "name") not in formats:
+        problems.append(f"the runtime supports {formats}, not the service's model format")
+    protocol = _get(service, "spec", "predictor", "model", "protocolVersion")
+    if protocol not in (_get(runtime, "spec", "protocolVersions") or []):
+        problems.append(f"the runtime does not speak the service's protocol {protocol!r}")
+    containers = _get(runtime, "spec", "containers") or []
+    if len(containers) != 1 or containers[0].get("name") != "kserve-container":
+        return [*problems, "expected one container named kserve-container"]
+    image = containers[0].get("image", "")
+    if not re.fullmatch(r"[\w.\-/]+/dec-serving:[\w.\-]+", image):
+        problems.append(f"image {image!r} is not the project's dec-serving image")
+    security = containers[0].get("securityContext") or {}
+    if security.get("runAsNonRoot") is not True or security.get("runAsUser") != SERVING_UID:
+        problems.append(f"the container must run as non-root uid {SERVING_UID}")
+    implementation = _runtime_env(runtime).get("MLSERVER_MODEL_IMPLEMENTATION", "")
+    module, _, cls = implementation.rpartition(".")
+    source = ROOT / (module.replace(".", "/") + ".py")
+    if not source.is_file() or f"class {cls}(" not in source.read_text():
+        problems.append(f"MLSERVER_MODEL_IMPLEMENTATION {implementation!r} is not a class here")
+    if _runtime_env(runtime).get("MLSERVER_MODEL_URI") != "/mnt/models":
+        problems.append("MLSERVER_MODEL_URI is not /mnt/models, where KServe puts the model")
+    return problems
+
+
+def test_the_inference_service_names_a_runtime_that_serves_it():
+    assert problems_runtime(serving_runtime(), inference_service()) == []
+
+
+def test_the_runtime_has_no_inline_credentials():
+    assert problems_inline_credentials(RUNTIME_MANIFEST.read_text()) == []
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        pytest.param(lambda r, s: s["spec"]["predictor"]["model"].pop("runtime"),
+                     id="service names no runtime"),
+        pytest.param(lambda r, s: r.update(kind="Deployment"), id="kind"),
+        pytest.param(lambda r, s: r["spec"].update(protocolVersions=["v1"]), id="protocol"),
+        pytest.param(lambda r, s: r["spec"].update(supportedModelFormats=[{"name": "sklearn"}]),
+                     id="format"),
+        pytest.param(lambda r, s: r["spec"]["containers"][0]["securityContext"].update(
+            runAsUser=0), id="root"),
+        pytest.param(lambda r, s: r["spec"]["containers"][0].update(
+            image="docker.io/seldonio/mlserver:1.7.1"), id="stock image"),
+        pytest.param(lambda r, s: r["spec"]["containers"][0]["env"].__setitem__(
+            2, {"name": "MLSERVER_MODEL_IMPLEMENTATION", "value": "dec_lib.nowhere.Runtime"}),
+            id="no such class"),
+    ],
+)
+def test_runtime_check_rejects(edit):
+    runtime, service = copy.deepcopy(serving_runtime()), copy.deepcopy(inference_service())
+    edit(runtime, service)
+    assert problems_runtime(runtime, service)

@@ -147,3 +147,37 @@ def test_a_malformed_batch_gets_a_clear_error_and_the_server_keeps_answering(ser
     assert _pings(server)
     status, body = _post(server, {"inputs": digits[:3].tolist()})
     assert status == 200 and len(body["predictions"]) == 3
+
+
+def test_dec_pipeline_serve_answers_without_the_venv_on_path(registered_model, digits,
+                                                             tmp_path):
+    """What the README tells users: ``.venv/bin/dec-pipeline serve``, venv not activated.
+
+    ``mlflow models serve`` alone starts ``uvicorn`` from PATH and exits with status 127
+    here; the command puts its own environment first.
+    """
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["PATH"] = "/usr/bin:/bin"  # no venv, as for a user who never activated it
+    log_path = tmp_path / "serve.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pipelines.cli", "serve", "--model",
+             registered_model.model_uri, "--port", str(port), "--mlflow-uri",
+             registered_model.tracking_uri],
+            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path,
+            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not _pings(url):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"dec-pipeline serve did not answer (exit status "
+                            f"{process.poll()}):\n{log_path.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.5)
+        status, body = _post(url, {"inputs": digits[:5].tolist()})
+        assert status == 200 and len(body["predictions"]) == 5
+        assert f"serving {registered_model.model_uri} at {url}/invocations" in \
+            log_path.read_text()
+    finally:
+        stop(process)

@@ -9,6 +9,8 @@ from dec_lib.errors import ConfigError
 from pipelines.cli import main
 from pipelines.dag import (
     CHECKPOINT_MOUNT,
+    DATA_MOUNT,
+    DATA_SECRET_KEYS,
     MLFLOW_SECRET_KEYS,
     RESOURCES,
     Placement,
@@ -135,7 +137,8 @@ def test_every_step_reads_mlflow_from_an_optional_secret(fixture, request):
     spec, platform, *_ = request.getfixturevalue(fixture)
     name = "team-mlflow" if fixture == "placed" else "mlflow-credentials"
     for task in STEPS:
-        (secret,) = _kubernetes(spec, platform, task)["secretAsEnv"]
+        (secret,) = [s for s in _kubernetes(spec, platform, task)["secretAsEnv"]
+                     if s["secretName"] != "dec-data-credentials"]
         assert secret["secretName"] == name
         assert secret["secretNameParameter"]["runtimeValue"]["constant"] == name
         # kfp-kubernetes marks the Secret optional as a whole; the KFP driver (2.15 on) copies
@@ -341,3 +344,70 @@ def test_ingest_checks_the_cluster_count_unless_that_would_defeat_the_pretrainin
         assert given == {"componentInputParameter": "n_clusters"}
         default = spec["root"]["inputDefinitions"]["parameters"]["n_clusters"]["defaultValue"]
         assert default == 12
+
+
+# ---------------------------------------------------------------------------------------------
+# Data from an object store or a volume
+
+
+def test_object_store_credentials_reach_ingest_alone_from_an_optional_secret(compiled):
+    spec, platform = compiled
+    secrets = {s["secretName"]: s for s in _kubernetes(spec, platform, "ingest")["secretAsEnv"]}
+    data = secrets["dec-data-credentials"]
+    assert data["optional"] is True
+    assert {k["secretKey"]: k["envVar"] for k in data["keyToEnv"]} == {
+        key: key for key in DATA_SECRET_KEYS}
+    assert "AWS_ENDPOINT_URL" in DATA_SECRET_KEYS  # MinIO and other S3-compatible stores
+    for task in STEPS[1:]:
+        names = {s["secretName"] for s in _kubernetes(spec, platform, task)["secretAsEnv"]}
+        assert names == {"mlflow-credentials"}, task
+
+
+def test_a_uri_dataset_is_never_served_from_the_cache(tmp_path):
+    path = tmp_path / "dec.yaml"
+    assert main(["compile", "--output", str(path), "--dataset", "s3://data/digits.npz"]) == 0
+    spec = next(yaml.safe_load_all(path.read_text()))
+    assert _caching(spec)["ingest"] is False
+    run_key = spec["root"]["dag"]["tasks"]["ingest"]["inputs"]["parameters"]["run_key"]
+    assert "pipeline_job_uuid" in str(run_key)  # its own run key: it logs to the run
+    data = spec["root"]["inputDefinitions"]["parameters"]["data"]["defaultValue"]
+    assert data["dataset"] == "s3://data/digits.npz"
+
+
+def test_a_data_volume_is_mounted_on_ingest_and_the_dataset_points_inside_it(tmp_path):
+    path = tmp_path / "dec.yaml"
+    assert main(["compile", "--output", str(path), "--data-pvc", "team-data:digits/v2/",
+                 "--data-secret", "team-s3"]) == 0
+    spec, platform = list(yaml.safe_load_all(path.read_text()))[:2]
+    (mount,) = _kubernetes(spec, platform, "ingest")["pvcMount"]
+    assert mount["mountPath"] == DATA_MOUNT == "/mnt/dec-data"
+    assert mount["pvcNameParameter"]["runtimeValue"]["constant"] == "team-data"
+    data = spec["root"]["inputDefinitions"]["parameters"]["data"]["defaultValue"]
+    assert data["dataset"] == "/mnt/dec-data/digits/v2"
+    assert _caching(spec)["ingest"] is False  # files change under the same path
+    names = {s["secretName"] for s in _kubernetes(spec, platform, "ingest")["secretAsEnv"]}
+    assert names == {"mlflow-credentials", "team-s3"}
+    for task in STEPS[1:]:
+        assert "pvcMount" not in _kubernetes(spec, platform, task)
+
+
+@pytest.mark.parametrize("value, problem", [
+    ("Team_Data", "resource name"),
+    ("team-data:../etc", "'..'"),
+])
+def test_a_bad_data_volume_is_one_error_naming_the_option(value, problem, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["compile", "--output", str(tmp_path / "dec.yaml"), f"--data-pvc={value}"])
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "argument --data-pvc: " in error and problem in error
+
+
+def test_data_named_twice_is_refused(tmp_path, capsys):
+    assert main(["compile", "--output", str(tmp_path / "dec.yaml"), "--data-pvc", "team-data",
+                 "--dataset", "s3://data/x.npz"]) == 1
+    assert "--dataset and --data-pvc" in capsys.readouterr().err
+
+
+def test_a_local_path_is_refused_for_the_cluster(capsys):
+    assert main(["submit", "--host", "http://127.0.0.1:9", "--dataset", "/home/me/x.npz"]) == 1
+    assert "a path on this machine is not on the cluster" in capsys.readouterr().err

@@ -44,6 +44,20 @@ def test_without_labels_a_model_with_more_empty_clusters_is_never_promoted():
     assert not decision.promote and "empty clusters" in decision.reason
 
 
+@pytest.mark.parametrize(("champion_today", "promote"), [
+    (0.88, True),   # the champion holds up on today's data: the usual comparison decides
+    (0.40, False),  # it fell far below its own registered score: the data went bad
+])
+def test_data_that_went_bad_holds_the_new_version_for_review(champion_today, promote):
+    # Noise or shuffled labels pull both scores down together: the candidate looks as good.
+    decision = decide(Score(champion_today, 0), Score(champion_today, 0), criterion="acc",
+                      tolerance=0.005, champion_registered=0.90, max_champion_drop=0.1)
+    assert decision.promote is promote
+    assert decision.metrics()["gate.champion_registered"] == 0.90
+    if not promote:
+        assert "the data changed for the worse" in decision.reason
+
+
 def test_criterion_follows_the_labels():
     assert criterion_for("auto", True) == "acc"
     assert criterion_for("auto", False) == "silhouette"
