@@ -349,7 +349,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
                                    model_name=args.model_name, backend=target),
                     str(output), target)
     print(f"compiled {output} ({_describe(placement)})")
-    _print_backend_notes(placement, target)
+    _print_backend_notes(placement, target, config)
     return 0
 
 
@@ -359,17 +359,20 @@ def _backend(args: argparse.Namespace):
     return backend(args.kfp_backend)
 
 
-def _print_backend_notes(placement, target) -> None:
+def _print_backend_notes(placement, target, config: RunConfig) -> None:
     """What the user must know about running on ``target``: printed with the package."""
     from pipelines.backends import required_secret_keys
-    from pipelines.dag import MLFLOW_SECRET_KEYS
+    from pipelines.dag import DATA_SECRET_KEYS, MLFLOW_SECRET_KEYS, needs_data_secret
 
     print(f"for {target.covers}")
-    required = required_secret_keys(target, MLFLOW_SECRET_KEYS)
-    if required:
-        print(f"  Secret {placement.mlflow_secret!r} is required, with every key: "
-              f"{', '.join(required)} (an unused one may be empty); without it pods do not "
-              "start")
+    secrets = [(placement.mlflow_secret, MLFLOW_SECRET_KEYS)]
+    if needs_data_secret(config.data.dataset, target):
+        secrets.append((placement.data_secret, DATA_SECRET_KEYS))
+    for name, keys in secrets:
+        required = required_secret_keys(target, keys)
+        if required:
+            print(f"  Secret {name!r} is required, with every key: {', '.join(required)} (an "
+                  "unused one may be empty); without it pods do not start")
     if not target.retries:
         print("  retries are not compiled before KFP 2.4.1: a failed or preempted pretraining "
               "fails the run")
@@ -606,7 +609,7 @@ def _compiled_package(args: argparse.Namespace, directory: str) -> tuple[str, di
     cache = args.cache and args.command != "schedule"
     compile_package(build_pipeline(config, placement, model_name=args.model_name, cache=cache,
                                    backend=target), path, target)
-    _print_backend_notes(placement, target)
+    _print_backend_notes(placement, target, config)
     arguments = pipeline_arguments(config, model_name=args.model_name)
     if args.mlflow_uri:
         from dec_lib import tracking

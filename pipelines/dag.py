@@ -212,6 +212,14 @@ def reads_changing_data(dataset: str, placement: "Placement") -> bool:
     return placement.data_pvc is not None or is_remote(dataset)
 
 
+def needs_data_secret(dataset: str, backend: Backend) -> bool:
+    """Whether ingest gets the object-store Secret: always where Secrets may be missing
+    (the data set can be changed when the run is submitted), else only for a URI."""
+    from dec_lib.remote_data import is_remote
+
+    return backend.optional_secret or is_remote(dataset)
+
+
 def _on_gpu(task: dsl.PipelineTask, p: Placement, gpus: int, check: bool = True) -> None:
     task.set_accelerator_type(p.accelerator).set_accelerator_limit(gpus)
     if check:  # the step checks that TensorFlow sees them (dec_lib.devices) before any data
@@ -291,9 +299,12 @@ def build_pipeline(config: "RunConfig | None" = None, placement: "Placement | No
                                     else run["run_key"]}),
                           "ingest", p.image)
         # Object-store credentials reach ingest alone, from the cluster, never the package.
-        kubernetes.use_secret_as_env(ingested, secret_name=p.data_secret,
-                                     secret_key_to_env={k: k for k in DATA_SECRET_KEYS},
-                                     optional=True)
+        # Where the backend has no optional Secrets, a missing one stops the pod: there it is
+        # attached only when ingest reads an object store.
+        if needs_data_secret(c.data.dataset, backend):
+            kubernetes.use_secret_as_env(ingested, secret_name=p.data_secret,
+                                         secret_key_to_env={k: k for k in DATA_SECRET_KEYS},
+                                         optional=True)
         if p.data_pvc:
             kubernetes.mount_pvc(ingested, pvc_name=p.data_pvc, mount_path=DATA_MOUNT)
         trained_ae = _place(pretrain(dataset=ingested.outputs["dataset"],

@@ -411,3 +411,17 @@ def test_data_named_twice_is_refused(tmp_path, capsys):
 def test_a_local_path_is_refused_for_the_cluster(capsys):
     assert main(["submit", "--host", "http://127.0.0.1:9", "--dataset", "/home/me/x.npz"]) == 1
     assert "a path on this machine is not on the cluster" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dataset, attached", [("mnist", False), ("s3://data/x.npz", True)])
+def test_before_optional_secrets_the_data_secret_is_asked_for_only_by_object_store_data(
+        dataset, attached, tmp_path, capsys):
+    path = tmp_path / "dec.yaml"
+    assert main(["compile", "--output", str(path), "--kfp-backend", "2.5",
+                 "--dataset", dataset]) == 0
+    spec, platform = list(yaml.safe_load_all(path.read_text()))[:2]
+    names = {s["secretName"] for s in _kubernetes(spec, platform, "ingest")["secretAsEnv"]}
+    assert ("dec-data-credentials" in names) == attached
+    printed = capsys.readouterr().out
+    assert ("Secret 'dec-data-credentials' is required" in printed) == attached
+    assert "Secret 'mlflow-credentials' is required" in printed
