@@ -103,12 +103,16 @@ def test_a_failing_step_fails_the_run_with_one_clear_line(container_run, tmp_pat
     from mlflow import MlflowClient
 
     work, summary, _ = container_run
-    broken = tmp_path / "broken.npz"  # outside the work dir: mounted read-only for ingest
-    broken.write_bytes(b"PK\x03\x04 this is not really a zip file")
+    # Well-formed headers, so only the ingest step, reading the labels, can refuse it.
+    broken = tmp_path / "negative-labels.npz"  # outside the work dir: mounted read-only
+    rng = np.random.default_rng(0)
+    np.savez(broken, x=rng.integers(0, 256, (60, 28, 28), dtype=np.uint8),
+             y=np.full(60, -1, dtype=np.int64))
     result = _cli([*RUN, "--dataset", str(broken), "--work-dir", str(work)])
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: ingest: ") and str(broken) in last
+    assert last.startswith("error: ingest: ") and str(broken) in last, last
+    assert "ingest: started" in result.stdout  # it failed inside the container's step
     assert "pretrain: started" not in result.stdout
     versions = MlflowClient(summary["tracking_uri"]).search_model_versions("name='dec-mnist'")
     assert [str(v.version) for v in versions] == [summary["model_version"]]

@@ -69,9 +69,9 @@ def test_check_n_clusters_refuses_impossible_counts(n_clusters):
     assert info.value.key == "dec.n_clusters"
 
 
-def test_check_n_clusters_accepts_one_to_n():
+def test_check_n_clusters_accepts_two_to_n():
     assert check_n_clusters(np.int64(10), 10) == 10
-    assert check_n_clusters(1, 10) == 1
+    assert check_n_clusters(2, 10) == 2
 
 
 # --- build_dec_model -------------------------------------------------------------------------
