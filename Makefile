@@ -4,6 +4,7 @@
 #   make lock                        regenerate every lock file (add UPGRADE=--upgrade to move pins)
 #   make images                      build the CPU and GPU images, tagged with pyproject's version
 #   make image-cpu / make image-gpu  build one of them
+#   make image-serving               build the KServe runtime's image (MLServer, docker/Dockerfile.serving)
 #   make base-image                  build a Debian 12 + Python 3.11 base without Docker Hub
 #   make push REGISTRY=my.registry/team
 #   make lint-docker                 hadolint both Dockerfiles
@@ -20,6 +21,7 @@ VERSION := $(shell sed -n 's/^version *= *"\([^"]*\)".*/\1/p' pyproject.toml | h
 REGISTRY ?= ghcr.io/example
 IMAGE ?= $(REGISTRY)/dec-pipeline
 GPU_IMAGE ?= $(REGISTRY)/dec-pipeline-gpu
+SERVING_IMAGE ?= $(REGISTRY)/dec-serving
 # The locks are resolved for x86_64 Linux, so the images are built for it on any host.
 PLATFORM ?= linux/amd64
 SOURCE ?= https://github.com/example/dec-pipeline
@@ -42,10 +44,10 @@ BUILD_ARGS = --platform $(PLATFORM) --build-arg VERSION=$(VERSION) --build-arg S
 # podman reads its settings (runc, cgroupfs, ulimits) from the project: docker/podman-env.sh.
 RUN_ENGINE = $(if $(filter podman,$(notdir $(ENGINE))),source docker/podman-env.sh && )$(ENGINE)
 
-.PHONY: help lock images image-cpu image-gpu base-image push lint-docker print-version print-images
+.PHONY: help lock images image-cpu image-gpu image-serving base-image push lint-docker print-version print-images
 
 help:
-	@echo "targets: lock images image-cpu image-gpu base-image push lint-docker print-version print-images"
+	@echo "targets: lock images image-cpu image-gpu image-serving base-image push lint-docker print-version print-images"
 	@echo "images: $(IMAGE):$(VERSION) $(GPU_IMAGE):$(VERSION)"
 
 # requirements-gpu.lock is constrained by requirements.lock, so the GPU image runs every shared
@@ -65,12 +67,16 @@ image-cpu:
 image-gpu:
 	$(RUN_ENGINE) build -f docker/Dockerfile.gpu $(BUILD_ARGS) -t $(GPU_IMAGE):$(VERSION) .
 
+image-serving:
+	$(RUN_ENGINE) build -f docker/Dockerfile.serving $(BUILD_ARGS) -t $(SERVING_IMAGE):$(VERSION) .
+
 base-image:
 	ENGINE=$(ENGINE) docker/base-image.sh $(BASE_TAG)
 
-push: images
+push: images image-serving
 	$(RUN_ENGINE) push $(IMAGE):$(VERSION)
 	$(RUN_ENGINE) push $(GPU_IMAGE):$(VERSION)
+	$(RUN_ENGINE) push $(SERVING_IMAGE):$(VERSION)
 
 lint-docker:
 	$(HADOLINT) --config docker/hadolint.yaml docker/Dockerfile docker/Dockerfile.gpu
