@@ -9,11 +9,13 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
+from servers import free_port
 
-from components.images import CPU_IMAGE
+from components.images import CPU_IMAGE, REGISTRY, VERSION
 from pipelines.container_runner import run_container
 
 pytestmark = pytest.mark.e2e
@@ -21,6 +23,7 @@ pytestmark = pytest.mark.e2e
 CLI = [sys.executable, "-m", "pipelines.cli"]
 NON_ROOT_UID = 10001
 RUN = ["run", "--runner", "docker", "--preset", "quick", "--set", "dec.maxiter=300"]
+SERVING_IMAGE = f"{REGISTRY}/dec-serving:{VERSION}"  # what `make image-serving` tags
 
 
 @pytest.fixture(scope="module")
@@ -126,3 +129,71 @@ def test_a_missing_image_is_one_line_before_anything_runs(engine, tmp_path):
         "error: --image localhost/no-such-image:0: no such image in the container engine; "
         "build it with 'make image-cpu' (see the README)"]
     assert not (tmp_path / "kfp-outputs").exists()
+
+
+def test_the_serving_image_answers_v2_with_the_registered_champion(engine, container_run,
+                                                                   mnist_subset, tmp_path):
+    """The KServe runtime's image, as KServe runs it: the version's files in /mnt/models."""
+    import urllib.error
+    import urllib.request
+
+    import docker
+    import mlflow
+
+    try:
+        engine.images.get(SERVING_IMAGE)
+    except docker.errors.ImageNotFound:
+        message = f"no {SERVING_IMAGE}: build it with 'make image-serving'"
+        if os.environ.get("DEC_REQUIRE_CONTAINERS"):
+            pytest.fail(message)
+        pytest.skip(message)
+    _, summary, _ = container_run
+    models = tmp_path / "models"
+    models.mkdir(mode=0o755)
+    mlflow.set_tracking_uri(summary["tracking_uri"])
+    mlflow.artifacts.download_artifacts(f"models:/dec-mnist/{summary['model_version']}",
+                                        dst_path=str(models))
+    for path in [models, *models.rglob("*")]:  # the image's user reads them
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    port = free_port()
+    container = engine.containers.run(
+        SERVING_IMAGE, detach=True, network_mode="host",
+        environment={"MLSERVER_HTTP_PORT": str(port), "MLSERVER_GRPC_PORT": str(free_port()),
+                     "MLSERVER_METRICS_PORT": str(free_port())},
+        mounts=[docker.types.Mount(target="/mnt/models", source=str(models), type="bind",
+                                   read_only=True)])
+    url = f"http://127.0.0.1:{port}"
+
+    def infer(body: bytes) -> tuple[int, dict]:
+        request = urllib.request.Request(f"{url}/v2/models/dec-mnist/infer", data=body,
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"{}")
+
+    try:
+        for _ in range(180):
+            try:
+                urllib.request.urlopen(f"{url}/v2/health/ready", timeout=2)
+                break
+            except OSError:
+                container.reload()
+                assert container.status == "running", container.logs().decode()[-3000:]
+                time.sleep(1)
+        digits = np.rint(mnist_subset.x[:64] * 255).astype(np.uint8).reshape(64, 28, 28)
+        status, body = infer(json.dumps({"inputs": [{
+            "name": "images", "shape": [64, 28, 28], "datatype": "UINT8",
+            "data": digits.ravel().tolist()}]}).encode())
+        assert status == 200, body
+        outputs = {o["name"]: o for o in body["outputs"]}
+        assert set(outputs) == {"cluster", "label", "confidence"}
+        assert outputs["cluster"]["shape"][0] == 64
+        status, body = infer(json.dumps({"inputs": [{
+            "name": "images", "shape": [2, 27, 27], "datatype": "UINT8",
+            "data": [0] * (2 * 27 * 27)}]}).encode())
+        assert status == 400 and "784 pixels" in json.dumps(body)
+        assert container.exec_run("id -u").output.decode().strip() == str(NON_ROOT_UID)
+    finally:
+        container.remove(force=True)
