@@ -14,6 +14,7 @@ import time
 import numpy as np
 import pytest
 from servers import free_port
+from test_mlserver_runtime import infer, v2_images
 
 from components.images import CPU_IMAGE, REGISTRY, VERSION
 from pipelines.container_runner import run_container
@@ -134,7 +135,6 @@ def test_a_missing_image_is_one_line_before_anything_runs(engine, tmp_path):
 def test_the_serving_image_answers_v2_with_the_registered_champion(engine, container_run,
                                                                    mnist_subset, tmp_path):
     """The KServe runtime's image, as KServe runs it: the version's files in /mnt/models."""
-    import urllib.error
     import urllib.request
 
     import docker
@@ -163,16 +163,6 @@ def test_the_serving_image_answers_v2_with_the_registered_champion(engine, conta
         mounts=[docker.types.Mount(target="/mnt/models", source=str(models), type="bind",
                                    read_only=True)])
     url = f"http://127.0.0.1:{port}"
-
-    def infer(body: bytes) -> tuple[int, dict]:
-        request = urllib.request.Request(f"{url}/v2/models/dec-mnist/infer", data=body,
-                                         headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read() or b"{}")
-
     try:
         for _ in range(180):
             try:
@@ -183,16 +173,12 @@ def test_the_serving_image_answers_v2_with_the_registered_champion(engine, conta
                 assert container.status == "running", container.logs().decode()[-3000:]
                 time.sleep(1)
         digits = np.rint(mnist_subset.x[:64] * 255).astype(np.uint8).reshape(64, 28, 28)
-        status, body = infer(json.dumps({"inputs": [{
-            "name": "images", "shape": [64, 28, 28], "datatype": "UINT8",
-            "data": digits.ravel().tolist()}]}).encode())
+        status, body = infer(url, v2_images(digits))
         assert status == 200, body
         outputs = {o["name"]: o for o in body["outputs"]}
         assert set(outputs) == {"cluster", "label", "confidence"}
         assert outputs["cluster"]["shape"][0] == 64
-        status, body = infer(json.dumps({"inputs": [{
-            "name": "images", "shape": [2, 27, 27], "datatype": "UINT8",
-            "data": [0] * (2 * 27 * 27)}]}).encode())
+        status, body = infer(url, v2_images(np.zeros((2, 27, 27), np.uint8)))
         assert status == 400 and "784 pixels" in json.dumps(body)
         assert container.exec_run("id -u").output.decode().strip() == str(NON_ROOT_UID)
     finally:
