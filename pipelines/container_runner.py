@@ -111,10 +111,13 @@ def _share_with_containers(work_dir: Path) -> None:
         top = work_dir / name
         top.mkdir(exist_ok=True)
         open_to_group(top)
-        if name in ("checkpoints", "mlartifacts"):  # later runs write into existing folders
-            for path in top.rglob("*"):
-                if not path.is_symlink():
-                    open_to_group(path)
+        if name in ("checkpoints", "mlartifacts"):
+            # Later runs add entries to existing folders (checkpoints are replaced atomically,
+            # artifacts only added), so the folders need group write, not the files in them.
+            for folder, subfolders, _ in os.walk(top):
+                for sub in subfolders:
+                    if not os.path.islink(os.path.join(folder, sub)):
+                        open_to_group(Path(folder, sub))
     for db in work_dir.glob("mlflow.db*"):
         open_to_group(db)
 
