@@ -41,7 +41,7 @@ import sys
 
 import tensorflow as tf
 
-from dec_lib.precision import resolve_precision, use_xla
+from dec_lib.model.precision import resolve_precision, use_xla
 
 gpus = tf.config.list_physical_devices("GPU")
 if not gpus:

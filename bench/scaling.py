@@ -24,12 +24,12 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def measure(n: int, seed: int = 0) -> dict:
-    from dec_lib.autoencoder import build_autoencoder, encoder_of, pretrain_autoencoder
-    from dec_lib.clustering import target_distribution
-    from dec_lib.config import preset
-    from dec_lib.data import load_dataset
-    from dec_lib.seeding import seed_everything
-    from dec_lib.training import build_dec_model, init_centres, predict_soft, train_dec
+    from dec_lib.config.sections import preset
+    from dec_lib.data.datasets import load_dataset
+    from dec_lib.model.autoencoder import build_autoencoder, encoder_of, pretrain_autoencoder
+    from dec_lib.model.clustering import target_distribution
+    from dec_lib.model.training import build_dec_model, init_centres, predict_soft, train_dec
+    from dec_lib.runtime.seeding import seed_everything
 
     config = preset("default")
     x = load_dataset("mnist", n_samples=n, seed=seed).x
@@ -43,7 +43,7 @@ def measure(n: int, seed: int = 0) -> dict:
     out = {"n": n, "pretrain_epoch_s": seconds[-1]}
 
     started = time.perf_counter()
-    from dec_lib.autoencoder import embed
+    from dec_lib.model.autoencoder import embed
 
     embedding = embed(encoder_of(autoencoder), x)
     init = init_centres(embedding, config.dec.n_clusters, config.init, seed=seed)

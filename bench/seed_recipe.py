@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.cluster import KMeans
 
-from dec_lib.data import load_dataset
-from dec_lib.metrics import evaluate_clustering
+from dec_lib.data.datasets import load_dataset
+from dec_lib.model.metrics import evaluate_clustering
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

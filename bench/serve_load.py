@@ -46,7 +46,7 @@ def client_main(args: argparse.Namespace) -> int:
     """Runs in its own process: the load, measured; one JSON line of results on stdout."""
     import numpy as np
 
-    from dec_lib.data import load_dataset
+    from dec_lib.data.datasets import load_dataset
 
     digits = np.rint(load_dataset("mnist", n_samples=max(args.batch_sizes) * 8, seed=1).x * 255)
     digits = digits.astype(np.uint8).reshape(-1, 28, 28)
@@ -131,13 +131,13 @@ def register_model(root: Path) -> tuple[str, str]:
     import mlflow
     import numpy as np
 
-    from dec_lib import tracking
-    from dec_lib.autoencoder import build_autoencoder, encoder_of
-    from dec_lib.config import AutoencoderConfig
-    from dec_lib.model_io import save_model
-    from dec_lib.seeding import seed_everything
-    from dec_lib.serving import log_and_register
-    from dec_lib.training import build_dec_model
+    from dec_lib.config.sections import AutoencoderConfig
+    from dec_lib.mlops import tracking
+    from dec_lib.mlops.serving import log_and_register
+    from dec_lib.model.autoencoder import build_autoencoder, encoder_of
+    from dec_lib.model.saving import save_model
+    from dec_lib.model.training import build_dec_model
+    from dec_lib.runtime.seeding import seed_everything
 
     seed_everything(0)
     encoder = encoder_of(build_autoencoder(784, AutoencoderConfig()))
@@ -290,7 +290,7 @@ def main() -> int:
                                                       "10 clusters), registered for the run",
         "server": (f"mlflow models serve --env-manager local -w {args.workers}"
                    if args.server == "mlflow" else
-                   "mlserver start (mlserver-mlflow, dec_lib.mlserver_runtime.DECRuntime, "
+                   "mlserver start (mlserver-mlflow, dec_lib.mlops.mlserver_runtime.DECRuntime, "
                    "1 inference worker), Open Inference Protocol V2"),
         "concurrency": args.concurrency, "warmup_per_batch_size": args.warmup,
         "results": rows,

@@ -37,7 +37,7 @@ def reference_pretrain(autoencoder, x, epochs: int, batch_size: int) -> float:
 def reference_dec(model, x, iterations: int, update_interval: int, batch_size: int) -> float:
     import keras
 
-    from dec_lib.clustering import target_distribution
+    from dec_lib.model.clustering import target_distribution
 
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.01, momentum=0.9),
                   loss="kld")
@@ -65,12 +65,12 @@ def main() -> int:
     args = parser.parse_args()
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from dec_lib.autoencoder import build_autoencoder, encoder_of, pretrain_autoencoder
-    from dec_lib.config import preset
-    from dec_lib.data import load_dataset
-    from dec_lib.precision import resolve_precision
-    from dec_lib.seeding import seed_everything
-    from dec_lib.training import build_dec_model, init_centres, train_dec
+    from dec_lib.config.sections import preset
+    from dec_lib.data.datasets import load_dataset
+    from dec_lib.model.autoencoder import build_autoencoder, encoder_of, pretrain_autoencoder
+    from dec_lib.model.precision import resolve_precision
+    from dec_lib.model.training import build_dec_model, init_centres, train_dec
+    from dec_lib.runtime.seeding import seed_everything
 
     config = preset("seed").with_overrides([f"pretrain.epochs={args.epochs}",
                                             f"dec.maxiter={args.iterations}", "dec.tol=0",
@@ -99,7 +99,7 @@ def main() -> int:
         trained[precision] = ours
 
     # DEC, every side from the same float32-pretrained encoder and the same K-Means centres.
-    from dec_lib.autoencoder import embed
+    from dec_lib.model.autoencoder import embed
 
     first = trained[args.precisions[0]]
     init = init_centres(embed(encoder_of(first), x), 10, config.init, seed=args.seed)

@@ -17,10 +17,10 @@ import time
 import warnings
 from pathlib import Path
 
-from dec_lib.config import PRESETS, RunConfig, preset
+from dec_lib.config.sections import PRESETS, RunConfig, preset
 from dec_lib.errors import DecError, short_text
-from dec_lib.progress import LINE_PATTERN, format_duration, setup_logging
-from dec_lib.registry_names import check_model_name
+from dec_lib.mlops.registry_names import check_model_name
+from dec_lib.runtime.progress import LINE_PATTERN, format_duration, setup_logging
 from pipelines.backends import BACKENDS, DEFAULT_BACKEND
 from pipelines.interrupts import GRACE_SECONDS, Interrupted, descendants, stop_on_signals, wait_gone
 
@@ -47,7 +47,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         overrides.append("registry.warm_start=true")
     overrides.extend(getattr(args, "assignments", None) or [])
     if getattr(args, "config", None):
-        from dec_lib.config_file import config_from_file
+        from dec_lib.config.files import config_from_file
 
         return config_from_file(args.config, overrides, base_preset=args.preset)
     return preset(args.preset or "default").with_overrides(overrides)
@@ -57,7 +57,7 @@ def _config_source(args: argparse.Namespace) -> str:
     """Where the configuration came from, for the log: the preset and the file, if any."""
     if not getattr(args, "config", None):
         return f"preset {args.preset or 'default'}"
-    from dec_lib.config_file import load_config_file
+    from dec_lib.config.files import load_config_file
 
     named = args.preset or load_config_file(args.config).get("preset") or "default"
     return f"preset {named} with {args.config}"
@@ -68,7 +68,7 @@ def _config_source(args: argparse.Namespace) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     from kfp import local
 
-    from dec_lib import tracking
+    from dec_lib.mlops import tracking
     from pipelines.dag import build_pipeline, pipeline_arguments
 
     config = build_config(args)
@@ -77,7 +77,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     tracking_uri = _credentials_to_env(args.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI")
                                        or tracking.sqlite_uri(work_dir))
     tracking.check_tracking_uri(tracking_uri)
-    from dec_lib.data import check_source
+    from dec_lib.data.datasets import check_source
 
     check_source(config.data.dataset)  # what names and headers tell, before any run exists
     error_file = work_dir / f".errors-{os.getpid()}"
@@ -167,7 +167,7 @@ def _end_runs_left_running(run_id_file: Path, tracking_uri: str, status: str,
     where the pipeline stopped and which run, for the one line the user sees."""
     import mlflow
 
-    from dec_lib import tracking
+    from dec_lib.mlops import tracking
 
     try:
         run_ids = list(dict.fromkeys(run_id_file.read_text().split()))
@@ -413,7 +413,7 @@ _IDX_FILE = re.compile(r"idx\d-ubyte(\.gz)?$")
 
 def _png_input(path: Path) -> list[Path]:
     """The PNG files to read when ``path`` is a folder of PNGs and not of IDX files, else []."""
-    from dec_lib.image_folder import png_files
+    from dec_lib.data.image_folder import png_files
 
     if not path.is_dir():
         return []
@@ -429,7 +429,7 @@ def _credentials_to_env(uri: str) -> str:
     The steps inherit the environment; the URI itself travels as a pipeline parameter and is
     printed and logged, so it must not carry a password.
     """
-    from dec_lib import tracking
+    from dec_lib.mlops import tracking
 
     bare, user, password = tracking.split_credentials(uri)
     if user is not None:
@@ -445,7 +445,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     output = writable_output(args.output)
     if not args.verbose:
         _quiet_third_parties()
-    from dec_lib import tracking
+    from dec_lib.mlops import tracking
 
     tracking.bound_http_retries()  # an unreachable server: seconds, not minutes
     uri = args.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI")
@@ -454,8 +454,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         tracking.check_tracking_uri(uri)
     import mlflow
 
-    from dec_lib.data import check_source_path, load_dataset
-    from dec_lib.image_folder import read_png_files
+    from dec_lib.data.datasets import check_source_path, load_dataset
+    from dec_lib.data.image_folder import read_png_files
 
     if uri:
         mlflow.set_tracking_uri(uri)
@@ -502,7 +502,7 @@ def _load_model(model_uri: str):
     try:
         return mlflow.pyfunc.load_model(model_uri)
     except Exception as error:
-        from dec_lib.tracking import redact
+        from dec_lib.mlops.tracking import redact
 
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise DecError(f"--model {short_text(model_uri, 120)}: cannot load the model: "
@@ -585,7 +585,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def _client(args: argparse.Namespace):
     import kfp
 
-    from dec_lib.remote_data import is_remote
+    from dec_lib.data.remote import is_remote
 
     # Checked before connecting: a mistake in the options is not the server's.
     if args.dataset and args.dataset != "mnist" and not is_remote(args.dataset):
@@ -612,7 +612,7 @@ def _compiled_package(args: argparse.Namespace, directory: str) -> tuple[str, di
     _print_backend_notes(placement, target, config)
     arguments = pipeline_arguments(config, model_name=args.model_name)
     if args.mlflow_uri:
-        from dec_lib import tracking
+        from dec_lib.mlops import tracking
 
         if tracking.split_credentials(args.mlflow_uri)[1] is not None:
             raise DecError("--mlflow-uri: a URI with user:password@ would be stored in the run's "
@@ -625,7 +625,7 @@ def _compiled_package(args: argparse.Namespace, directory: str) -> tuple[str, di
 def _check_kfp_arguments(args: argparse.Namespace) -> None:
     """Everything ``submit`` and ``schedule`` can check here, before contacting the cluster: a
     mistake is one line now, not a run that fails on the cluster minutes later."""
-    from dec_lib import tracking
+    from dec_lib.mlops import tracking
 
     build_config(args)
     check_model_name(args.model_name)
@@ -669,7 +669,7 @@ def cmd_config_show(args: argparse.Namespace) -> int:
         for key, value in config.flat().items():
             print(f"{key} = {json.dumps(value)}")
         return 0
-    from dec_lib.config_file import format_config
+    from dec_lib.config.files import format_config
 
     print(format_config(config, args.format), end="")
     return 0

@@ -13,10 +13,10 @@ from kfp.dsl import Artifact
 
 from components import dec_train, evaluate, ingest, kmeans_init, pretrain, register
 from components.images import CPU_IMAGE, GPU_IMAGE
-from dec_lib.config import RunConfig, preset
-from dec_lib.devices import CPU_FALLBACK_ENV, GPUS_ENV
+from dec_lib.config.sections import RunConfig, preset
 from dec_lib.errors import ConfigError
-from dec_lib.tracking import DEFAULT_EXPERIMENT
+from dec_lib.mlops.tracking import DEFAULT_EXPERIMENT
+from dec_lib.runtime.devices import CPU_FALLBACK_ENV, GPUS_ENV
 from pipelines.backends import BACKENDS, DEFAULT_BACKEND, Backend
 
 PIPELINE_NAME = "dec-pipeline"
@@ -207,7 +207,7 @@ def reads_changing_data(dataset: str, placement: "Placement") -> bool:
     Such an ingest is never cached: KFP keys its cache on the parameters, the URI's text, so a
     cached ingest would hand on the first download after the objects had changed.
     """
-    from dec_lib.remote_data import is_remote
+    from dec_lib.data.remote import is_remote
 
     return placement.data_pvc is not None or is_remote(dataset)
 
@@ -215,14 +215,14 @@ def reads_changing_data(dataset: str, placement: "Placement") -> bool:
 def needs_data_secret(dataset: str, backend: Backend) -> bool:
     """Whether ingest gets the object-store Secret: always where Secrets may be missing
     (the data set can be changed when the run is submitted), else only for a URI."""
-    from dec_lib.remote_data import is_remote
+    from dec_lib.data.remote import is_remote
 
     return backend.optional_secret or is_remote(dataset)
 
 
 def _on_gpu(task: dsl.PipelineTask, p: Placement, gpus: int, check: bool = True) -> None:
     task.set_accelerator_type(p.accelerator).set_accelerator_limit(gpus)
-    if check:  # the step checks that TensorFlow sees them (dec_lib.devices) before any data
+    if check:  # the step checks that TensorFlow sees them (dec_lib.runtime.devices) before any data
         task.set_env_variable(GPUS_ENV, str(gpus))
         if p.allow_cpu_fallback:
             task.set_env_variable(CPU_FALLBACK_ENV, "1")

@@ -4,9 +4,9 @@
 terminal process group, step included; ``kill`` (SIGTERM) reaches only the CLI, whose default is
 to die on the spot while its step runs on as an orphan and later records the run as its own.
 Here both signals are passed on to every process the CLI started (the step marks its MLflow run
-KILLED, see ``dec_lib.tracking.step_run``), anything still alive after a grace period is killed,
-and the CLI leaves through ``Interrupted`` so that it can record the run KILLED itself when no
-step was running to do it.
+KILLED, see ``dec_lib.mlops.tracking.step_run``), anything still alive after a grace period is
+killed, and the CLI leaves through ``Interrupted`` so that it can record the run KILLED itself
+when no step was running to do it.
 """
 
 from __future__ import annotations

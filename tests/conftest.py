@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dec_lib.data import Dataset, load_dataset
+from dec_lib.data.datasets import Dataset, load_dataset
 
 # IDX type codes by numpy dtype (the format stores every multi-byte value big-endian).
 _IDX_CODES = {
@@ -53,11 +53,11 @@ def mnist_subset() -> Dataset:
 def tiny_model(tmp_path_factory):
     """A small DEC model and the report the evaluate step would write for it: enough to
     exercise registration without training."""
-    from dec_lib.autoencoder import build_autoencoder, encoder_of
-    from dec_lib.config import AutoencoderConfig
-    from dec_lib.model_io import save_model
-    from dec_lib.seeding import seed_everything
-    from dec_lib.training import build_dec_model
+    from dec_lib.config.sections import AutoencoderConfig
+    from dec_lib.model.autoencoder import build_autoencoder, encoder_of
+    from dec_lib.model.saving import save_model
+    from dec_lib.model.training import build_dec_model
+    from dec_lib.runtime.seeding import seed_everything
 
     root = tmp_path_factory.mktemp("tiny-model")
     seed_everything(0)
@@ -78,11 +78,17 @@ def register_small_dec(root: Path, mnist_subset: Dataset, model_name: str,
 
     import mlflow
 
-    from dec_lib import tracking
-    from dec_lib.config import AutoencoderConfig, DECConfig, InitConfig, PretrainConfig, RunConfig
-    from dec_lib.estimator import DEC
-    from dec_lib.metrics import cluster_to_label
-    from dec_lib.serving import log_and_register
+    from dec_lib.config.sections import (
+        AutoencoderConfig,
+        DECConfig,
+        InitConfig,
+        PretrainConfig,
+        RunConfig,
+    )
+    from dec_lib.core.estimator import DEC
+    from dec_lib.mlops import tracking
+    from dec_lib.mlops.serving import log_and_register
+    from dec_lib.model.metrics import cluster_to_label
 
     config = RunConfig(
         seed=0,

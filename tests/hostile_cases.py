@@ -224,7 +224,7 @@ def run_family(family: str, root: Path, result: Path, model: str = "", store: st
     work = root / "work"
     work.mkdir(parents=True, exist_ok=True)
     os.environ.pop("MLFLOW_TRACKING_URI", None)
-    from dec_lib.progress import setup_logging
+    from dec_lib.runtime.progress import setup_logging
     from pipelines.cli import main
 
     setup_logging()  # log lines go to the real stderr; a case's captured stderr is its errors

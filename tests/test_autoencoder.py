@@ -8,7 +8,8 @@ import keras
 import numpy as np
 import pytest
 
-from dec_lib.autoencoder import (
+from dec_lib.config.sections import AutoencoderConfig, PretrainConfig
+from dec_lib.model.autoencoder import (
     EMBEDDING_LAYER,
     PretrainResult,
     build_autoencoder,
@@ -16,8 +17,7 @@ from dec_lib.autoencoder import (
     encoder_of,
     pretrain_autoencoder,
 )
-from dec_lib.config import AutoencoderConfig, PretrainConfig
-from dec_lib.seeding import seed_everything
+from dec_lib.runtime.seeding import seed_everything
 
 TINY = AutoencoderConfig(hidden_dims=[64, 64, 128], embedding_dim=10)
 
@@ -200,7 +200,7 @@ def _shifted(image: np.ndarray, dy: int, dx: int) -> np.ndarray:
 def test_random_shift_moves_each_image_by_at_most_the_limit(mnist_subset):
     import tensorflow as tf
 
-    from dec_lib.autoencoder import random_shift
+    from dec_lib.model.autoencoder import random_shift
 
     images = mnist_subset.x[:64]
     out = random_shift(tf.constant(images), (28, 28), 2, tf.constant([1, 2])).numpy()
@@ -237,7 +237,7 @@ def test_augmented_pretraining_learns_and_is_repeatable(mnist_subset):
 
 
 def test_small_data_sets_get_enough_optimizer_steps():
-    from dec_lib.autoencoder import effective_epochs
+    from dec_lib.model.autoencoder import effective_epochs
 
     config = PretrainConfig(epochs=40, min_steps=10_000, batch_size=256)
     assert effective_epochs(config, 70_000) == 40  # 274 steps an epoch: 40 epochs suffice
@@ -255,7 +255,7 @@ def test_pretraining_runs_the_effective_epochs(x500):
 
 
 def test_checkpoints_are_spaced_in_time_when_asked(x500, tmp_path, monkeypatch):
-    from dec_lib import autoencoder
+    from dec_lib.model import autoencoder
 
     saved = []
     monkeypatch.setattr(autoencoder._Checkpoint, "save",

@@ -15,9 +15,9 @@ import textwrap
 import numpy as np
 import tensorflow as tf
 
-from dec_lib.autoencoder import build_autoencoder, distribution_strategy, pretrain_autoencoder
-from dec_lib.config import AutoencoderConfig, PretrainConfig
-from dec_lib.seeding import seed_everything
+from dec_lib.config.sections import AutoencoderConfig, PretrainConfig
+from dec_lib.model.autoencoder import build_autoencoder, distribution_strategy, pretrain_autoencoder
+from dec_lib.runtime.seeding import seed_everything
 
 TINY = AutoencoderConfig(hidden_dims=[32, 32, 64], embedding_dim=5)
 
@@ -71,9 +71,9 @@ MULTI_REPLICA = textwrap.dedent("""
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 3)
     import numpy as np
-    from dec_lib.autoencoder import build_autoencoder, pretrain_autoencoder
-    from dec_lib.config import AutoencoderConfig, PretrainConfig
-    from dec_lib.seeding import seed_everything
+    from dec_lib.model.autoencoder import build_autoencoder, pretrain_autoencoder
+    from dec_lib.config.sections import AutoencoderConfig, PretrainConfig
+    from dec_lib.runtime.seeding import seed_everything
 
     tiny = AutoencoderConfig(hidden_dims=[32, 32, 64], embedding_dim=5)
     x = np.random.default_rng(0).random((301, 20), dtype=np.float32)

@@ -1,4 +1,4 @@
-"""``dec_lib.tracking`` against a real ``mlflow server --app-name basic-auth`` on loopback.
+"""``dec_lib.mlops.tracking`` against a real ``mlflow server --app-name basic-auth`` on loopback.
 
 On a cluster the steps get MLFLOW_TRACKING_USERNAME/PASSWORD from a Kubernetes Secret; here the
 same variables point the project's own tracking code at a server that checks them.
@@ -15,8 +15,8 @@ import urllib.request
 import pytest
 from servers import free_port
 
-from dec_lib import tracking
 from dec_lib.errors import TrackingError
+from dec_lib.mlops import tracking
 
 pytestmark = pytest.mark.e2e
 # The basic-auth app needs mlflow's "auth" extra (Flask-WTF), which the dev lock does not pin yet.

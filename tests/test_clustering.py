@@ -12,13 +12,13 @@ import keras
 import numpy as np
 import pytest
 
-from dec_lib.autoencoder import build_autoencoder, embed, encoder_of
-from dec_lib.clustering import ClusteringLayer, soft_assignment, target_distribution
-from dec_lib.config import AutoencoderConfig
+from dec_lib.config.sections import AutoencoderConfig
 from dec_lib.errors import DataError
-from dec_lib.model_io import load_model, save_model
-from dec_lib.seeding import seed_everything
-from dec_lib.training import CLUSTERING_LAYER, build_dec_model
+from dec_lib.model.autoencoder import build_autoencoder, embed, encoder_of
+from dec_lib.model.clustering import ClusteringLayer, soft_assignment, target_distribution
+from dec_lib.model.saving import load_model, save_model
+from dec_lib.model.training import CLUSTERING_LAYER, build_dec_model
+from dec_lib.runtime.seeding import seed_everything
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -133,7 +133,7 @@ def test_from_config_reproduces_the_outputs_with_alpha_not_one(points):
                            keras.ops.convert_to_numpy(original(z)), rtol=1e-3)
 
 
-# --- saving and loading (dec_lib.model_io) ---------------------------------------------------
+# --- saving and loading (dec_lib.model.saving) ---------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -159,8 +159,8 @@ def test_saved_dec_model_predicts_identically_in_a_new_process(tiny_dec_model, t
     out_path = tmp_path / "q.npy"
     script = textwrap.dedent(f"""
         import numpy as np
-        from dec_lib.autoencoder import embed
-        from dec_lib.model_io import load_model
+        from dec_lib.model.autoencoder import embed
+        from dec_lib.model.saving import load_model
         model = load_model({str(path)!r})
         assert model.get_layer({CLUSTERING_LAYER!r}).alpha == 2.0
         np.save({str(out_path)!r}, embed(model, np.load({str(x_path)!r})))

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import dec_lib.data as data
-from dec_lib.data import Dataset, load_dataset, read_dataset, save_dataset
+import dec_lib.data.datasets as data
+from dec_lib.data.datasets import Dataset, load_dataset, read_dataset, save_dataset
 from dec_lib.errors import ConfigError, DataError
 
 N_TRAIN, N_TEST = 200, 100
@@ -166,7 +166,7 @@ def test_idx_labels_dropped_unless_every_split_has_them(tmp_path, write_idx, dig
     write_idx(tmp_path / "train-images-idx3-ubyte", x[:N_TRAIN])
     write_idx(tmp_path / "train-labels-idx1-ubyte", y[:N_TRAIN])
     write_idx(tmp_path / "t10k-images-idx3-ubyte", x[N_TRAIN:])
-    with caplog.at_level(logging.WARNING, logger="dec_lib.data"):
+    with caplog.at_level(logging.WARNING, logger="dec_lib.data.datasets"):
         ds = load_dataset(tmp_path)
     assert ds.y is None
     assert "no labels file" in caplog.text
@@ -296,7 +296,7 @@ def test_subset_is_sorted_reproducible_and_seeded(tmp_path, digits):
 def test_subset_larger_than_data_uses_everything(tmp_path, digits, caplog):
     x, _ = digits
     np.savez(tmp_path / "d.npz", x=x)
-    with caplog.at_level(logging.WARNING, logger="dec_lib.data"):
+    with caplog.at_level(logging.WARNING, logger="dec_lib.data.datasets"):
         ds = load_dataset(tmp_path / "d.npz", n_samples=10_000)
     assert ds.n_samples == len(x)
     assert "using all of them" in caplog.text

@@ -11,8 +11,8 @@ import yaml
 from kfp_backend import inputs_as_resolved, run_executor
 
 from dec_lib import steps
-from dec_lib.devices import check_gpus, visible_gpus
 from dec_lib.errors import DeviceError
+from dec_lib.runtime.devices import check_gpus, visible_gpus
 from pipelines.cli import main
 
 
@@ -36,7 +36,7 @@ def test_fewer_gpus_than_given_fail_too():
 
 
 def test_with_cpu_fallback_a_missing_gpu_is_one_warning(caplog):
-    with caplog.at_level(logging.WARNING, logger="dec_lib.devices"):
+    with caplog.at_level(logging.WARNING, logger="dec_lib.runtime.devices"):
         check_gpus("pretrain", {"DEC_GPUS": "1", "DEC_CPU_FALLBACK": "1"},
                    count_gpus=lambda: 0)
     (record,) = caplog.records

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from dec_lib.drift import measure_drift, reference_from_tags, reference_of
+from dec_lib.mlops.drift import measure_drift, reference_from_tags, reference_of
 
 
 def _q(confidences, clusters, k=3):

@@ -5,9 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dec_lib.config import AutoencoderConfig, DECConfig, InitConfig, PretrainConfig, RunConfig
+from dec_lib.config.sections import (
+    AutoencoderConfig,
+    DECConfig,
+    InitConfig,
+    PretrainConfig,
+    RunConfig,
+)
+from dec_lib.core.estimator import DEC
 from dec_lib.errors import ConfigError, DataError, NotFittedError
-from dec_lib.estimator import DEC
 
 N = 400
 N_CLUSTERS = 10
@@ -74,7 +80,7 @@ def test_predict_refuses_bad_images(fitted):
 
 
 def test_the_embedding_and_the_soft_assignment_agree(fitted, x):
-    from dec_lib.clustering import soft_assignment
+    from dec_lib.model.clustering import soft_assignment
 
     z = fitted.transform(x[:50])
     q = soft_assignment(z, fitted.cluster_centers_, alpha=1.0)

@@ -30,8 +30,9 @@ import numpy as np
 import pytest
 from servers import clean_env, free_port, mlflow_server, stop
 
-from dec_lib import steps, tracking
-from dec_lib.data import Dataset, save_dataset
+from dec_lib import steps
+from dec_lib.data.datasets import Dataset, save_dataset
+from dec_lib.mlops import tracking
 
 CLI = [sys.executable, "-m", "pipelines.cli"]
 SMALL = ["--preset", "quick", "--set", "data.n_samples=600", "--set", "pretrain.epochs=3",
@@ -118,7 +119,7 @@ def _finished(process: subprocess.Popen, timeout: float = 180) -> dict:
 
 
 def _weights(path: Path) -> list[np.ndarray]:
-    from dec_lib.model_io import load_model
+    from dec_lib.model.saving import load_model
 
     return load_model(path).get_weights()
 

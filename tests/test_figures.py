@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dec_lib import figures
 from dec_lib.errors import DataError
-from dec_lib.metrics import cluster_to_label, contingency
+from dec_lib.model.metrics import cluster_to_label, contingency
+from dec_lib.reports import figures
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 @dataclass
 class UpdateRecord:
-    """``dec_lib.training.UpdateRecord``'s fields; that module would import TensorFlow."""
+    """``dec_lib.model.training.UpdateRecord``'s fields; that module would import TensorFlow."""
 
     iteration: int
     delta_label: float

@@ -154,7 +154,7 @@ def test_a_successful_predict_prints_its_one_line_and_no_third_party_noise(
         capture_output=True, text=True, timeout=300)
     assert process.returncode == 0, process.stderr[-2000:]
     assert process.stdout.strip() == f"wrote 4 predictions to {out}"
-    from dec_lib.progress import LINE_PATTERN
+    from dec_lib.runtime.progress import LINE_PATTERN
 
     # Our own log lines (progress, what was loaded) only; nothing from TensorFlow or MLflow.
     foreign = [line for line in process.stderr.splitlines() if not LINE_PATTERN.match(line)]
@@ -176,8 +176,8 @@ def test_any_model_name_is_either_accepted_by_mlflow_and_searchable_or_refused_i
     from mlflow.utils.validation import _validate_model_name
 
     from dec_lib.errors import ConfigError
-    from dec_lib.registry_names import check_model_name
-    from dec_lib.tracking import filter_literal
+    from dec_lib.mlops.registry_names import check_model_name
+    from dec_lib.mlops.tracking import filter_literal
 
     try:
         check_model_name(name)
@@ -202,8 +202,8 @@ _documents = st.recursive(_scalars, lambda inner: st.one_of(
 @settings(max_examples=150, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_any_configuration_file_gives_a_config_or_one_short_error(tmp_path, document, fmt):
-    from dec_lib.config import RunConfig
-    from dec_lib.config_file import config_from_file
+    from dec_lib.config.files import config_from_file
+    from dec_lib.config.sections import RunConfig
     from dec_lib.errors import DecError
 
     path = tmp_path / f"c.{fmt}"

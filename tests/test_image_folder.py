@@ -11,9 +11,9 @@ import pytest
 from conftest import register_small_dec
 from PIL import Image
 
-from dec_lib import image_folder
+from dec_lib.data import image_folder
+from dec_lib.data.image_folder import load_image_folder, png_files
 from dec_lib.errors import DataError
-from dec_lib.image_folder import load_image_folder, png_files
 from pipelines.cli import main
 
 

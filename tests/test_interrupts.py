@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from dec_lib import tracking
-from dec_lib.progress import LINE_PATTERN
+from dec_lib.mlops import tracking
+from dec_lib.runtime.progress import LINE_PATTERN
 from pipelines.interrupts import descendants
 
 pytestmark = pytest.mark.e2e

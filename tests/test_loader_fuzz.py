@@ -17,10 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import dec_lib.data as data
-from dec_lib.data import Dataset, load_dataset, read_dataset, save_dataset
+import dec_lib.data.datasets as data
+from dec_lib.data.datasets import Dataset, load_dataset, read_dataset, save_dataset
+from dec_lib.data.image_folder import load_image_folder
 from dec_lib.errors import DecError
-from dec_lib.image_folder import load_image_folder
 
 FUZZ = settings(max_examples=40, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,

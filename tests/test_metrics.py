@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from dec_lib.errors import DataError
-from dec_lib.metrics import (
+from dec_lib.model.metrics import (
     cluster_accuracy,
     cluster_to_label,
     contingency,

@@ -4,7 +4,7 @@ import pytest
 import yaml
 from kfp import dsl
 
-from dec_lib.config import preset
+from dec_lib.config.sections import preset
 from dec_lib.errors import ConfigError
 from pipelines.cli import main
 from pipelines.dag import (
@@ -181,7 +181,8 @@ def _env(spec, task) -> dict[str, str]:
 
 
 def test_a_gpu_step_is_told_how_many_gpus_it_must_see(compiled, placed):
-    # The step fails at once when TensorFlow sees fewer (dec_lib.devices); CPU steps have none.
+    # The step fails at once when TensorFlow sees fewer (dec_lib.runtime.devices); CPU steps
+    # have none.
     for (spec, *_), gpu_steps in ((compiled, {"pretrain": "1"}),
                                   (placed, {"pretrain": "2", "dec-train": "1"})):
         for task in STEPS:

@@ -7,14 +7,14 @@ import pytest
 from mlflow import MlflowClient
 
 from dec_lib import steps
-from dec_lib.autoencoder import build_autoencoder, embed, encoder_of
-from dec_lib.config import AutoencoderConfig
-from dec_lib.data import save_dataset
+from dec_lib.config.sections import AutoencoderConfig
+from dec_lib.data.datasets import save_dataset
 from dec_lib.errors import ConfigError
-from dec_lib.model_io import save_model
-from dec_lib.promotion import Score, criterion_for, decide
-from dec_lib.seeding import seed_everything
-from dec_lib.training import build_dec_model
+from dec_lib.mlops.promotion import Score, criterion_for, decide
+from dec_lib.model.autoencoder import build_autoencoder, embed, encoder_of
+from dec_lib.model.saving import save_model
+from dec_lib.model.training import build_dec_model
+from dec_lib.runtime.seeding import seed_everything
 
 TINY = AutoencoderConfig(hidden_dims=[64, 64, 128], embedding_dim=10)
 
@@ -93,7 +93,7 @@ def store(tmp_path_factory, mnist_subset):
 
 
 def _first(dataset, n):
-    from dec_lib.data import Dataset
+    from dec_lib.data.datasets import Dataset
 
     return Dataset(x=dataset.x[:n], y=dataset.y[:n], image_shape=dataset.image_shape,
                    source=dataset.source)

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 from servers import clean_env, mlflow_server, stop
 
-from dec_lib import steps, tracking
+from dec_lib import steps
+from dec_lib.mlops import tracking
 
 pytestmark = pytest.mark.e2e
 
@@ -31,7 +32,9 @@ import json, sys, time
 from pathlib import Path
 
 import keras, mlflow  # everything imported before the start line, so both start together
-from dec_lib import model_io, serving, steps
+from dec_lib.model import saving as model_io
+from dec_lib.mlops import serving
+from dec_lib import steps
 
 model_dir, report, name, uri, tag, count, start = sys.argv[1:8]
 while not Path(start).exists():

@@ -8,9 +8,9 @@ from html.parser import HTMLParser
 
 import pytest
 
-from dec_lib import figures
 from dec_lib.errors import DataError
-from dec_lib.report import format_value, write_report
+from dec_lib.reports import figures
+from dec_lib.reports.document import format_value, write_report
 
 EVIL = "<script>alert('x')</script>"
 

@@ -18,8 +18,9 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from dec_lib import steps, tracking
+from dec_lib import steps
 from dec_lib.errors import DataError
+from dec_lib.mlops import tracking
 
 ROOT = Path(__file__).resolve().parents[1]
 

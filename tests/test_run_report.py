@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dec_lib import run_report
-from dec_lib.metrics import evaluate_clustering
+from dec_lib.model.metrics import evaluate_clustering
+from dec_lib.reports import run_report
 
 
 def _outputs(n=120, k=4, seed=0):
@@ -53,7 +53,7 @@ def test_labelled_8x8_images_get_all_five_figures_and_a_report(tmp_path):
 
 def test_unlabelled_flat_data_draws_what_applies_and_says_why(tmp_path, caplog):
     x, _, q = _outputs()
-    with caplog.at_level("INFO", logger="dec_lib.run_report"):
+    with caplog.at_level("INFO", logger="dec_lib.reports.run_report"):
         files = _write(tmp_path, x, (64,), q, None, pretrain_losses=())
     assert set(files) == {"embedding_map.png", "training_curves.png", "cluster_sizes.png",
                           "report.md", "report.html"}

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from dec_lib.errors import DataError
-from dec_lib.serving import INFO_ARTIFACT, MODEL_ARTIFACT, DECPyfuncModel, to_image_batch
+from dec_lib.mlops.serving import INFO_ARTIFACT, MODEL_ARTIFACT, DECPyfuncModel, to_image_batch
 
 N_FEATURES = 784
 
@@ -123,11 +123,11 @@ def test_numeric_strings_are_refused_however_they_arrive():
 
 @pytest.fixture(scope="module")
 def pyfunc(tmp_path_factory) -> tuple[DECPyfuncModel, object]:
-    from dec_lib.autoencoder import build_autoencoder, encoder_of
-    from dec_lib.config import AutoencoderConfig
-    from dec_lib.model_io import save_model
-    from dec_lib.seeding import seed_everything
-    from dec_lib.training import build_dec_model
+    from dec_lib.config.sections import AutoencoderConfig
+    from dec_lib.model.autoencoder import build_autoencoder, encoder_of
+    from dec_lib.model.saving import save_model
+    from dec_lib.model.training import build_dec_model
+    from dec_lib.runtime.seeding import seed_everything
 
     seed_everything(0)
     encoder = encoder_of(build_autoencoder(N_FEATURES, AutoencoderConfig(hidden_dims=[16],
@@ -146,7 +146,7 @@ def pyfunc(tmp_path_factory) -> tuple[DECPyfuncModel, object]:
 
 
 def test_pyfunc_answers_cluster_label_and_confidence(pyfunc, mnist_subset):
-    from dec_lib.autoencoder import embed
+    from dec_lib.model.autoencoder import embed
 
     wrapper, model = pyfunc
     assert wrapper.n_features == N_FEATURES

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dec_lib.thread_pools import THREAD_ENV, cpu_limit, cpu_quota, size_thread_pools
+from dec_lib.runtime.thread_pools import THREAD_ENV, cpu_limit, cpu_quota, size_thread_pools
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -69,7 +69,7 @@ def test_the_pools_follow_the_quota_and_the_users_own_settings_win(tmp_path):
 TENSORFLOW_PROCESS = """
 import json, os, sys
 import numpy  # its OpenBLAS starts before the call, as in a step, which imports numpy first
-from dec_lib.thread_pools import size_thread_pools
+from dec_lib.runtime.thread_pools import size_thread_pools
 size_thread_pools(sys.argv[1], tensorflow=True)
 import tensorflow as tf
 import numba

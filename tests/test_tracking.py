@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from mlflow import MlflowClient
 
-from dec_lib import tracking
 from dec_lib.errors import ConfigError
+from dec_lib.mlops import tracking
 
 
 @pytest.fixture

@@ -6,20 +6,20 @@ import keras
 import numpy as np
 import pytest
 
-from dec_lib.autoencoder import build_autoencoder, embed, encoder_of, pretrain_autoencoder
-from dec_lib.clustering import ClusteringLayer
-from dec_lib.config import AutoencoderConfig, DECConfig, InitConfig, PretrainConfig
+from dec_lib.config.sections import AutoencoderConfig, DECConfig, InitConfig, PretrainConfig
+from dec_lib.data.validation import check_n_clusters
 from dec_lib.errors import ConfigError
-from dec_lib.metrics import cluster_accuracy
-from dec_lib.seeding import seed_everything
-from dec_lib.training import (
+from dec_lib.model.autoencoder import build_autoencoder, embed, encoder_of, pretrain_autoencoder
+from dec_lib.model.clustering import ClusteringLayer
+from dec_lib.model.metrics import cluster_accuracy
+from dec_lib.model.training import (
     CLUSTERING_LAYER,
     build_dec_model,
     init_centres,
     predict_soft,
     train_dec,
 )
-from dec_lib.validation import check_n_clusters
+from dec_lib.runtime.seeding import seed_everything
 
 TINY = AutoencoderConfig(hidden_dims=[64, 64, 128], embedding_dim=10)
 N_CLUSTERS = 10

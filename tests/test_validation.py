@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from dec_lib.data.validation import check_images, check_labels, check_n_clusters
 from dec_lib.errors import ConfigError, DataError
-from dec_lib.validation import check_images, check_labels, check_n_clusters
 
 # --- check_images: accepted inputs ---------------------------------------------------------
 

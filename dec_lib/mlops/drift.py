@@ -12,7 +12,7 @@ Two figures, both from the soft assignments q of a DEC model:
 The training side is recorded when a version is registered (`reference_tags`), so a later run
 compares the champion with new data without the champion's data. These figures explain why a
 run retrained; they decide nothing (the gate scores both models on the data, see
-`dec_lib.promotion`).
+`dec_lib.mlops.promotion`).
 """
 
 from __future__ import annotations

@@ -19,11 +19,11 @@ import numpy as np
 import tensorflow as tf
 from sklearn.cluster import KMeans
 
-from dec_lib.autoencoder import embed
-from dec_lib.clustering import ClusteringLayer, target_distribution
-from dec_lib.config import DECConfig, InitConfig
-from dec_lib.precision import use_xla, with_precision
-from dec_lib.validation import check_n_clusters
+from dec_lib.config.sections import DECConfig, InitConfig
+from dec_lib.data.validation import check_n_clusters
+from dec_lib.model.autoencoder import embed
+from dec_lib.model.clustering import ClusteringLayer, target_distribution
+from dec_lib.model.precision import use_xla, with_precision
 
 CLUSTERING_LAYER = "clustering"
 

@@ -101,7 +101,7 @@ def label_confusion(y: np.ndarray, clusters: np.ndarray, n_clusters: int,
     are padded with zero columns (the figure must show them) and the rows are picked in
     ``labels`` order (a mapped label absent from ``y`` is a zero row).
     """
-    from dec_lib.metrics import contingency
+    from dec_lib.model.metrics import contingency
 
     counts = contingency(y, clusters)
     padded = np.zeros((max(n_clusters, counts.shape[0]),
@@ -130,7 +130,7 @@ def draw_figures(out_dir: str | Path, *, x: np.ndarray, image_shape: Sequence[in
     Without labels there is no confusion matrix (and the ACC panel says so); flat vectors get
     no sample grid.
     """
-    from dec_lib import figures
+    from dec_lib.reports import figures
 
     out_dir = Path(out_dir)
     clusters, n_clusters = q.argmax(axis=1), q.shape[1]
@@ -161,7 +161,7 @@ def write_run_report(out_dir: str | Path, *, title: str, metrics: Mapping[str, A
                      labels: Sequence[int] | None, mapping: Mapping[int, int],
                      **figure_inputs: Any) -> dict[str, Path]:
     """Figures, ``report.md`` and ``report.html`` in ``out_dir``; their paths by file name."""
-    from dec_lib import report
+    from dec_lib.reports import document as report
 
     drawn = draw_figures(out_dir, labels=labels, mapping=mapping, **figure_inputs)
     markdown, html = report.write_report(out_dir, metrics, drawn, cluster_sizes, confusion,

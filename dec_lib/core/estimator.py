@@ -11,13 +11,13 @@ import os
 import keras
 import numpy as np
 
-from dec_lib.autoencoder import build_autoencoder, embed, encoder_of, pretrain_autoencoder
-from dec_lib.config import RunConfig, preset
+from dec_lib.config.sections import RunConfig, preset
+from dec_lib.data.validation import check_images, check_n_clusters
 from dec_lib.errors import NotFittedError
-from dec_lib.model_io import load_model, save_model
-from dec_lib.seeding import seed_everything
-from dec_lib.training import CLUSTERING_LAYER, build_dec_model, init_centres, train_dec
-from dec_lib.validation import check_images, check_n_clusters
+from dec_lib.model.autoencoder import build_autoencoder, embed, encoder_of, pretrain_autoencoder
+from dec_lib.model.saving import load_model, save_model
+from dec_lib.model.training import CLUSTERING_LAYER, build_dec_model, init_centres, train_dec
+from dec_lib.runtime.seeding import seed_everything
 
 
 class DEC:

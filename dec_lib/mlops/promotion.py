@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from dec_lib.autoencoder import embed
-from dec_lib.metrics import cluster_accuracy, sampled_silhouette
+from dec_lib.model.autoencoder import embed
+from dec_lib.model.metrics import cluster_accuracy, sampled_silhouette
 
 CRITERIA = ("acc", "silhouette")
 
@@ -50,7 +50,7 @@ class Score:
 def score_model(model: keras.Model, x: np.ndarray, y: np.ndarray | None,
                 criterion: str) -> Score:
     """``model`` is a DEC model (encoder + clustering layer) as saved by the pipeline."""
-    from dec_lib.training import CLUSTERING_LAYER
+    from dec_lib.model.training import CLUSTERING_LAYER
 
     q = embed(model, x)
     clusters = q.argmax(axis=1)

@@ -32,7 +32,7 @@ OUTPUT_COLUMNS = ("cluster", "label", "confidence")
 
 def to_image_batch(model_input: Any, n_features: int) -> np.ndarray:
     """Accept N×H×W, N×H×W×1 or N×D images, uint8 (0-255) or float (0-1), as array or frame."""
-    from dec_lib.validation import check_images
+    from dec_lib.data.validation import check_images
 
     if isinstance(model_input, pd.DataFrame):
         model_input = model_input.to_numpy()
@@ -62,7 +62,7 @@ class DECPyfuncModel(mlflow.pyfunc.PythonModel):
     """Images in; a frame of ``cluster``, ``label`` (-1 where no mapping) and ``confidence`` out."""
 
     def load_context(self, context):
-        from dec_lib.model_io import load_model
+        from dec_lib.model.saving import load_model
 
         self.model = load_model(context.artifacts[MODEL_ARTIFACT])
         info = json.loads(Path(context.artifacts[INFO_ARTIFACT]).read_text())
@@ -70,7 +70,7 @@ class DECPyfuncModel(mlflow.pyfunc.PythonModel):
         self.n_features = int(self.model.input_shape[-1])
 
     def predict(self, context, model_input, params=None):
-        from dec_lib.autoencoder import embed
+        from dec_lib.model.autoencoder import embed
 
         try:
             x = to_image_batch(model_input, self.n_features)
@@ -127,7 +127,7 @@ def champion_version(model_name: str) -> Any | None:
     """The registered version that holds the ``champion`` alias, or None."""
     from mlflow import MlflowClient
 
-    from dec_lib.tracking import with_retries
+    from dec_lib.mlops.tracking import with_retries
 
     def read() -> Any | None:
         try:
@@ -143,7 +143,7 @@ def champion_version(model_name: str) -> Any | None:
 
 def download_keras_model(model_name: str, version: str, dst: str | os.PathLike) -> Path:
     """The .keras file inside registered version ``version``, downloaded under ``dst``."""
-    from dec_lib.tracking import with_retries
+    from dec_lib.mlops.tracking import with_retries
 
     local = Path(with_retries(lambda: mlflow.artifacts.download_artifacts(
         artifact_uri=f"models:/{model_name}/{version}", dst_path=str(dst)),
@@ -183,7 +183,7 @@ def log_and_register(
     """
     from mlflow import MlflowClient
 
-    from dec_lib.tracking import filter_literal, with_retries
+    from dec_lib.mlops.tracking import filter_literal, with_retries
 
     client = MlflowClient()
     # A retried step (its pod preempted after registering) must not register twice: the
@@ -224,7 +224,7 @@ def _one_version_per_run(client, model_name: str, run_id: str, version: Any) -> 
     MLflow's HTTP layer resends a create request whose answer was lost; the server may have
     registered the first. The oldest version tagged with the run stays, the others go.
     """
-    from dec_lib.tracking import filter_literal, with_retries
+    from dec_lib.mlops.tracking import filter_literal, with_retries
 
     mine = with_retries(lambda: client.search_model_versions(
         f"name={filter_literal(model_name, 'model_name')} and tags.mlflow_run_id='{run_id}'"),
@@ -242,7 +242,7 @@ def _one_version_per_run(client, model_name: str, run_id: str, version: Any) -> 
 
 def _log_and_register_version(model_path, *, mapping, image_shape, model_name, metrics,
                               run_id, work_dir: Path, tags) -> Any:
-    from dec_lib.tracking import with_retries
+    from dec_lib.mlops.tracking import with_retries
 
     work_dir.mkdir(parents=True, exist_ok=True)
     info_path = work_dir / "model_info.json"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import keras
 
-from dec_lib.clustering import ClusteringLayer
 from dec_lib.errors import DataError
+from dec_lib.model.clustering import ClusteringLayer
 
 CUSTOM_OBJECTS = {"dec>ClusteringLayer": ClusteringLayer, "ClusteringLayer": ClusteringLayer}
 

@@ -4,7 +4,8 @@ Each function builds its own ``matplotlib.figure.Figure`` on an Agg canvas inste
 pyplot: pyplot keeps every figure in a global registry (a leak in a long-lived process) and picks
 a backend from the environment, which on a headless pod or in a notebook is not ours to choose.
 Every function takes plain arrays, draws something sensible for empty or single clusters, and
-returns the path it wrote, so a step can hand the files to MLflow or to ``dec_lib.report``.
+returns the path it wrote, so a step can hand the files to MLflow or to
+``dec_lib.reports.document``.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ MAX_DOWNLOAD_FILES = 100_000
 
 _CHUNK_BYTES = 8 * 1024**2
 _SCHEME = re.compile(r"^([a-z][a-z0-9+.-]*)://", re.IGNORECASE)
-# Files a data folder is read from: IDX files and PNG images (see dec_lib.data).
+# Files a data folder is read from: IDX files and PNG images (see dec_lib.data.datasets).
 _DATA_FILE = re.compile(r"(idx\d-ubyte(\.gz)?|\.png)$", re.IGNORECASE)
 
 
@@ -88,7 +88,7 @@ def download(uri: str, *, max_bytes: int = MAX_DOWNLOAD_BYTES,
     """Download the object or the folder at ``uri`` into a scratch folder, removed on exit.
 
     A folder (an S3 or GCS prefix) yields its IDX and PNG files, not its subfolders: the
-    formats `dec_lib.data.load_dataset` reads from a folder. ``https://`` names one file.
+    formats `dec_lib.data.datasets.load_dataset` reads from a folder. ``https://`` names one file.
 
     Raises:
         DataError: naming the URI: unsupported scheme, nothing there, access refused, the

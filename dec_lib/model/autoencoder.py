@@ -1,9 +1,9 @@
 """The fully connected autoencoder and its pretraining.
 
 Pretraining uses its own compiled step rather than ``Model.fit``: one graph-compiled function
-per batch (XLA on GPUs), bfloat16 where the hardware has it (``dec_lib.precision``), no callback
-machinery, and a resumable checkpoint every few epochs so that a pod preempted mid-run picks up
-where it stopped. With more than one GPU visible it trains data-parallel under
+per batch (XLA on GPUs), bfloat16 where the hardware has it (``dec_lib.model.precision``), no
+callback machinery, and a resumable checkpoint every few epochs so that a pod preempted mid-run
+picks up where it stopped. With more than one GPU visible it trains data-parallel under
 ``tf.distribute.MirroredStrategy``: each replica takes a share of every batch and the gradients
 are summed across replicas, so a batch means the same thing on one GPU or eight.
 """
@@ -24,8 +24,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from dec_lib.config import AutoencoderConfig, PretrainConfig
-from dec_lib.precision import use_xla, with_precision
+from dec_lib.config.sections import AutoencoderConfig, PretrainConfig
+from dec_lib.model.precision import use_xla, with_precision
 
 log = logging.getLogger(__name__)
 

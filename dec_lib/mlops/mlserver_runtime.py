@@ -7,7 +7,7 @@ the model's refusal of the images (wrong size, range, dtype: an ``MlflowExceptio
 broken server. This runtime turns those two, and only those, into a 400 with the reason.
 
 Imported only in the serving image (``docker/Dockerfile.serving``), where MLServer is
-installed: ``MLSERVER_MODEL_IMPLEMENTATION=dec_lib.mlserver_runtime.DECRuntime``.
+installed: ``MLSERVER_MODEL_IMPLEMENTATION=dec_lib.mlops.mlserver_runtime.DECRuntime``.
 """
 
 from __future__ import annotations

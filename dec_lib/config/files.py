@@ -24,8 +24,8 @@ from typing import Any
 
 import yaml
 
-from dec_lib import config as config_module
-from dec_lib.config import PRESETS, RunConfig, flatten, preset
+from dec_lib.config import sections as config_module
+from dec_lib.config.sections import PRESETS, RunConfig, flatten, preset
 from dec_lib.errors import ConfigError, DataError, short_repr, short_text
 
 __all__ = ["config_from_file", "dump_config", "field_docs", "format_config", "load_config_file"]
@@ -67,7 +67,7 @@ def _read_text(path: Path) -> str:
     A FIFO or a device would block or never end; the size is checked on what is read, not on
     what ``stat`` says, so a file that grows while read is still bounded.
     """
-    from dec_lib.data import check_source_path
+    from dec_lib.data.datasets import check_source_path
 
     check_source_path(path, what="configuration file", directory_ok=False)
     try:
@@ -310,7 +310,7 @@ def config_from_file(path: str | Path, overrides: Sequence[str] | Mapping[str, A
 
 @functools.cache
 def field_docs() -> dict[str, str]:
-    """Dotted key -> the docstring under that field in ``dec_lib/config.py`` (one line)."""
+    """Dotted key -> the docstring under that field in ``dec_lib/config/sections.py`` (one line)."""
     try:
         tree = ast.parse(inspect.getsource(config_module))
     except (OSError, TypeError):  # no source shipped: write the file without comments

@@ -1,0 +1,1 @@
+"""MLflow: run tracking, the model registry and its champion gate, drift, and serving."""

@@ -1,0 +1,1 @@
+"""What a process needs before it trains: seeds, thread pools, GPUs, logging and progress."""

@@ -1,0 +1,136 @@
+"""The ``pretrain`` step: the autoencoder, or the champion's model on a warm start."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from dec_lib.config.sections import RunConfig
+from dec_lib.data.datasets import read_dataset
+from dec_lib.errors import DecError
+from dec_lib.mlops import tracking
+from dec_lib.runtime.progress import Progress
+from dec_lib.steps.common import (
+    DATA_FINGERPRINT_TAG,
+    TrackingContext,
+    begin,
+    config_from_sections,
+    fingerprint,
+    finite,
+    log,
+    log_sections,
+    user_errors_exit,
+)
+
+
+@user_errors_exit
+def pretrain(dataset_path: str, autoencoder: dict, pretrain: dict, seed: int, out_path: str,
+             ctx: TrackingContext, checkpoint_root: str = "", registry: dict | None = None,
+             model_name: str = "") -> dict[str, Any]:
+    begin("pretrain")
+    config = config_from_sections(seed, autoencoder=autoencoder, pretrain=pretrain,
+                                  registry=registry or {})
+    dataset = read_dataset(dataset_path)
+    # The work, which keys both the resumable checkpoint and (when cached) the MLflow run.
+    data_fingerprint = fingerprint(dataset.x, dataset.y)
+    work = [data_fingerprint, autoencoder, pretrain, seed, registry or {}]
+    ctx = ctx.own("pretrain", *work)
+    with ctx.step("pretrain") as run:
+        log_sections(config, "autoencoder", "pretrain", "registry")
+        meta = None
+        if config.registry.warm_start:
+            meta = _warm_start(dataset, data_fingerprint, model_name, Path(out_path))
+        if meta is None:
+            checkpoint_dir = None
+            if checkpoint_root:
+                key = hashlib.sha256(json.dumps(work[:4], sort_keys=True, default=str)
+                                     .encode()).hexdigest()[:16]
+                checkpoint_dir = Path(checkpoint_root) / f"pretrain-{key}"
+            meta = _pretrain(dataset, config, Path(out_path), checkpoint_dir)
+    return {**finite(meta), "tracking": tracking.run_record(run.info.run_id)}
+
+
+def _pretrain(dataset, config: RunConfig, out: Path, checkpoint_dir: Path | None
+              ) -> dict[str, Any]:
+    from dec_lib.model.autoencoder import build_autoencoder, effective_epochs, pretrain_autoencoder
+    from dec_lib.model.saving import save_model
+    from dec_lib.reports.run_report import save_pretrain_losses
+    from dec_lib.runtime.seeding import seed_everything
+
+    seed_everything(config.seed)
+    model = build_autoencoder(dataset.n_features, config.autoencoder)
+    epochs = effective_epochs(config.pretrain, dataset.n_samples)
+    progress = Progress(epochs)
+
+    # At most about 200 reports: a small data set may run a thousand short epochs, and each
+    # report is a write to the tracking store and a line on the terminal.
+    every = max(1, epochs // 200)
+
+    def on_epoch(epoch: int, epochs: int, loss: float, seconds: float) -> None:
+        if epoch % every and epoch != epochs:
+            return
+        tracking.log_metrics({"pretrain.loss": loss, "pretrain.epoch_seconds": seconds},
+                             step=epoch)
+        log.info("pretrain: epoch %s, loss %.5f, %.2fs/epoch", progress.line(epoch), loss,
+                 seconds)
+
+    result = pretrain_autoencoder(model, dataset.x, config.pretrain, seed=config.seed,
+                                  image_shape=dataset.image_shape,
+                                  checkpoint_dir=checkpoint_dir, on_epoch=on_epoch)
+    save_model(model, out / "autoencoder.keras")
+    save_pretrain_losses(out, result.losses)
+    final_loss = result.losses[-1] if result.losses else float("nan")
+    if result.losses:
+        tracking.log_metrics({"pretrain.final_loss": final_loss})
+    tracking.log_metrics({"pretrain.resumed_from_epoch": result.resumed_from_epoch})
+    return {"epochs": epochs, "final_loss": final_loss,
+            "resumed_from_epoch": result.resumed_from_epoch}
+
+
+def _warm_start(dataset, data_fingerprint: str, model_name: str, out: Path
+                ) -> dict[str, Any] | None:
+    """Hand on the champion's DEC model instead of pretraining; None when there is no champion.
+
+    Its encoder is what DEC continues from, and its clustering layer the initial centres
+    (``kmeans_init`` recognises it). When the data equals the champion's (same fingerprint),
+    the later steps train and register nothing.
+    """
+    import shutil
+    import tempfile
+
+    from dec_lib.mlops.serving import champion_version, download_keras_model
+    from dec_lib.reports.run_report import save_pretrain_losses
+
+    if not model_name:
+        raise DecError("registry.warm_start needs the registered model's name")
+    champion = champion_version(model_name)
+    if champion is None:
+        log.info("pretrain: no champion of %r yet; pretraining from scratch", model_name)
+        return None
+    unchanged = (champion.tags or {}).get(DATA_FINGERPRINT_TAG) == data_fingerprint
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        champion_file = download_keras_model(model_name, champion.version, tmp)
+        if unchanged:
+            # The champion's own data: hand its file on untouched, without loading TensorFlow
+            # (the later steps keep it as it is).
+            shutil.copyfile(champion_file, out / "autoencoder.keras")
+        else:
+            from dec_lib.model.saving import load_model, save_model
+
+            model = load_model(champion_file)
+            if model.input_shape[-1] != dataset.n_features:
+                raise DecError(f"the champion of {model_name!r} (version {champion.version}) "
+                               f"takes {model.input_shape[-1]} pixels per image; this data has "
+                               f"{dataset.n_features}")
+            save_model(model, out / "autoencoder.keras")
+    save_pretrain_losses(out, [])  # nothing was pretrained
+    tracking.log_params({"pretrain.warm_start_from": f"{model_name}/{champion.version}"})
+    tracking.log_metrics({"pretrain.data_unchanged": float(unchanged)})
+    log.info("pretrain: warm start from %s version %s%s", model_name, champion.version,
+             "; the data is unchanged, nothing will be trained" if unchanged else "")
+    return {"epochs": 0, "final_loss": None, "resumed_from_epoch": 0,
+            "warm_start": True, "champion_version": str(champion.version),
+            "data_unchanged": unchanged}
