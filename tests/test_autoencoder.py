@@ -274,7 +274,9 @@ POD_UID = 10001
 
 PRETRAIN_STEP = """
 import json, os, sys
-from dec_lib import autoencoder, model_io, run_report, steps  # noqa: F401
+from dec_lib import steps
+from dec_lib.model import autoencoder, saving  # noqa: F401
+from dec_lib.reports import run_report  # noqa: F401
 # What the step imports lazily from the standard library, while it can still read it:
 import encodings.cp437, resource, mlflow.store.tracking.sqlalchemy_store  # noqa: E401, F401
 dataset, out, root, uri, uid = sys.argv[1:6]
