@@ -15,7 +15,7 @@ from PIL import Image
 from dec_lib.data.datasets import load_dataset, load_dataset_with_provenance
 from dec_lib.data.remote import download, is_remote
 from dec_lib.errors import DataError
-from dec_lib.steps import fingerprint
+from dec_lib.steps.common import fingerprint
 from tests.servers import S3_TEST_CREDENTIALS, s3_server
 
 BUCKET = "dec-data"
