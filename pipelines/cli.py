@@ -454,12 +454,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         tracking.check_tracking_uri(uri)
     import mlflow
 
-    from dec_lib.data.datasets import check_source_path, load_dataset
+    from dec_lib.data.datasets import check_data_path, load_dataset
     from dec_lib.data.image_folder import read_png_files
 
     if uri:
         mlflow.set_tracking_uri(uri)
-    check_source_path(args.input)
+    check_data_path(args.input)
     files = _png_input(Path(args.input))
     if files:
         x = read_png_files(files)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dec_lib.config.sections import (
+from dec_lib.config import (
     PRESETS,
     AutoencoderConfig,
     DataConfig,
@@ -16,6 +16,7 @@ from dec_lib.config.sections import (
     RunConfig,
     preset,
 )
+from dec_lib.config.convert import convert
 from dec_lib.errors import ConfigError
 
 # --- presets ---------------------------------------------------------------------------------
@@ -285,18 +286,13 @@ def test_flat_uses_the_dotted_keys_that_overrides_accept():
      ("false", False), ("NO", False), ("off", False), ("0", False), (False, False)],
 )
 def test_bool_values_are_read_from_the_usual_words(raw, expected):
-    # No RunConfig field is a bool today; this pins the coercion a future flag would get.
-    from dec_lib.config.sections import _coerce
-
-    assert _coerce("some.flag", raw, bool) is expected
+    assert convert("some.flag", raw, bool, from_text=True) is expected
 
 
 @pytest.mark.parametrize("raw", ["maybe", "2", 2.0])
 def test_other_values_for_a_bool_are_refused_naming_the_key(raw):
-    from dec_lib.config.sections import _coerce
-
     with pytest.raises(ConfigError) as info:
-        _coerce("some.flag", raw, bool)
+        convert("some.flag", raw, bool, from_text=True)
     assert info.value.key == "some.flag"
 
 

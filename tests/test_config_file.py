@@ -16,7 +16,7 @@ from dec_lib.config.files import (
     format_config,
     load_config_file,
 )
-from dec_lib.config.sections import PRESETS, RunConfig, preset
+from dec_lib.config import PRESETS, RunConfig, preset
 from dec_lib.errors import ConfigError, DataError
 
 
