@@ -17,7 +17,7 @@ import time
 import warnings
 from pathlib import Path
 
-from dec_lib.config.sections import PRESETS, RunConfig, preset
+from dec_lib.config import PRESETS, RunConfig, preset
 from dec_lib.errors import DecError, short_text
 from dec_lib.mlops.registry_names import check_model_name
 from dec_lib.runtime.progress import LINE_PATTERN, format_duration, setup_logging

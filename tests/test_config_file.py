@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dec_lib.config import PRESETS, RunConfig, preset
 from dec_lib.config.files import (
     MAX_CONFIG_BYTES,
     config_from_file,
@@ -16,7 +17,6 @@ from dec_lib.config.files import (
     format_config,
     load_config_file,
 )
-from dec_lib.config import PRESETS, RunConfig, preset
 from dec_lib.errors import ConfigError, DataError
 
 
