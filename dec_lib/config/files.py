@@ -311,15 +311,20 @@ def config_from_file(path: str | Path, overrides: Sequence[str] | Mapping[str, A
 # ------------------------------------------------------------------------------------ writing
 
 def field_docs() -> dict[str, str]:
-    """Dotted key -> the setting's declared doc as plain text, for the comments of a file."""
-    return {item.key: item.doc.replace("`", "") for item in declared_settings()}
+    """Dotted key -> the setting's declared doc and allowed values, as plain text for comments.
+
+    Returns
+    -------
+    dict
+        ``"init.method"`` to ``"kmeans on the embedding (published), ... Allowed: 'kmeans' or
+        'umap'."``, for every declared setting.
+    """
+    return {item.key: f"{item.doc.replace('`', '')} Allowed: {item.allowed()}."
+            for item in declared_settings()}
 
 
 def _comment(key: str, indent: str) -> list[str]:
-    doc = field_docs().get(key)
-    if not doc:
-        return []
-    return [f"{indent}# {line}" for line in textwrap.wrap(doc, 96 - len(indent))]
+    return [f"{indent}# {line}" for line in textwrap.wrap(field_docs()[key], 96 - len(indent))]
 
 
 def _yaml_value(value: Any) -> str:

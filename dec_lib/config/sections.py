@@ -356,6 +356,11 @@ class Setting:
         """Whether the setting may be none (its type is ``X | None``)."""
         return type(None) in typing.get_args(self.hint)
 
+    def allowed(self) -> str:
+        """The values accepted, in words: ``[1, 1,000,000,000] or none``."""
+        text = "true or false" if self.constraint is None else self.constraint.describe()
+        return f"{text} or none" if self.optional else text
+
 
 @functools.cache
 def declared_settings() -> tuple[Setting, ...]:
