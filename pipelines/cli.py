@@ -50,7 +50,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         from dec_lib.config.files import config_from_file
 
         return config_from_file(args.config, overrides, base_preset=args.preset)
-    return preset(args.preset or "default").with_overrides(overrides)
+    return preset(args.preset or "default", overrides)
 
 
 def _config_source(args: argparse.Namespace) -> str:

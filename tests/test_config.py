@@ -97,6 +97,12 @@ def test_required_pipeline_keys_are_all_accepted_together():
     assert config.data.n_samples == 500
 
 
+def test_a_preset_with_overrides_is_the_preset_overridden():
+    assert preset("quick", ["dec.tol=0.1", "seed=3"]) == preset("quick").with_overrides(
+        ["dec.tol=0.1", "seed=3"])
+    assert preset("quick", {"dec.tol": 0.1}).dec.tol == 0.1
+
+
 def test_overrides_return_a_copy_and_leave_the_original_alone():
     base = preset("default")
     changed = base.with_overrides(["pretrain.epochs=5"])
@@ -375,7 +381,8 @@ def test_a_config_is_validated_once_however_it_is_built(monkeypatch, tmp_path):
     monkeypatch.setattr(RunConfig, "validate", counting)
     path = tmp_path / "c.yaml"
     path.write_text("preset: quick\npretrain: {epochs: 5}\n")
-    builds = [lambda: preset("quick"), lambda: RunConfig.from_dict({"dec": {"tol": 0.1}}),
+    builds = [lambda: preset("quick"), lambda: preset("quick", ["dec.tol=0.1"]),
+              lambda: RunConfig.from_dict({"dec": {"tol": 0.1}}),
               lambda: config_from_file(path, ["dec.maxiter=9"])]
     for build in builds:
         calls.clear()

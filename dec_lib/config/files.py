@@ -298,7 +298,7 @@ def config_from_file(path: str | Path, overrides: Sequence[str] | Mapping[str, A
         raise ConfigError(PRESET_KEY, f"{path} starts from preset {named!r} but {base_preset!r} "
                           "was asked for; drop one of them")
     starting = preset_settings(named or base_preset or "default")
-    overridden = typed_assignments(dict(overrides) if isinstance(overrides, Mapping)
+    overridden = typed_assignments(overrides if isinstance(overrides, Mapping)
                                    else list(overrides))
     try:
         return RunConfig.from_dict(nest({**starting, **flatten(values), **overridden}))
@@ -323,8 +323,8 @@ def field_docs() -> dict[str, str]:
             for item in declared_settings()}
 
 
-def _comment(key: str, indent: str) -> list[str]:
-    return [f"{indent}# {line}" for line in textwrap.wrap(field_docs()[key], 96 - len(indent))]
+def _comment(doc: str, indent: str) -> list[str]:
+    return [f"{indent}# {line}" for line in textwrap.wrap(doc, 96 - len(indent))]
 
 
 def _yaml_value(value: Any) -> str:
@@ -353,30 +353,63 @@ def _bare(key: str) -> str:
 
 
 def format_config(config: RunConfig, fmt: str = "yaml") -> str:
-    """Every setting of ``config`` as YAML or TOML text, each preceded by its documentation."""
+    """Every setting of ``config`` as YAML or TOML text, each preceded by its documentation.
+
+    Parameters
+    ----------
+    config : RunConfig
+        The configuration to write.
+    fmt : {"yaml", "toml"}, default="yaml"
+        The format. TOML has no null: a setting that is none is written ``"none"``.
+
+    Returns
+    -------
+    str
+        The text, every line at most 100 characters; ``load_config_file`` reads it back to
+        ``config``.
+    """
     if fmt not in ("yaml", "toml"):
         raise ValueError(f"fmt must be 'yaml' or 'toml', got {fmt!r}")
     values = config.to_dict()
+    docs = field_docs()
     lines = ["# dec-pipeline configuration: every setting, documented. Delete the ones you keep",
              "# at their defaults; `--set KEY=VALUE` on the command line wins over this file.",
              ""]
     top = [k for k, v in values.items() if not isinstance(v, dict)]
     for key in top:  # TOML needs top-level keys before the first table
-        lines += _comment(key, "")
+        lines += _comment(docs[key], "")
         lines.append(f"{key}: {_yaml_value(values[key])}" if fmt == "yaml"
                      else f"{_bare(key)} = {_toml_value(values[key])}")
     for section in (k for k, v in values.items() if isinstance(v, dict)):
         lines += ["", f"{section}:" if fmt == "yaml" else f"[{section}]"]
         indent = "  " if fmt == "yaml" else ""
         for name, value in values[section].items():
-            lines += _comment(f"{section}.{name}", indent)
+            lines += _comment(docs[f"{section}.{name}"], indent)
             lines.append(f"{indent}{name}: {_yaml_value(value)}" if fmt == "yaml"
                          else f"{_bare(name)} = {_toml_value(value)}")
     return "\n".join(lines) + "\n"
 
 
 def dump_config(config: RunConfig, path: str | Path) -> Path:
-    """Write ``config`` to ``path`` (.yaml, .yml or .toml); loading it gives ``config`` back."""
+    """Write ``config`` to ``path`` (.yaml, .yml or .toml); loading it gives ``config`` back.
+
+    Parameters
+    ----------
+    config : RunConfig
+        The configuration to write.
+    path : str or Path
+        The file; its suffix chooses the format, and missing folders are made.
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Raises
+    ------
+    DataError
+        For a suffix that is not .yaml, .yml or .toml.
+    """
     path = Path(path)
     text = format_config(config, _format_of(path))
     path.parent.mkdir(parents=True, exist_ok=True)

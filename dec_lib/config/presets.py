@@ -6,12 +6,12 @@ published recipe), so a reader sees at a glance what makes each one different.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from dec_lib.config.sections import RunConfig, nest
+from dec_lib.config.sections import RunConfig, nest, typed_assignments
 from dec_lib.errors import ConfigError
 
 __all__ = ["PRESETS", "Preset", "preset", "preset_settings"]
@@ -70,13 +70,18 @@ PRESETS: Mapping[str, Preset] = MappingProxyType({
 """Every preset by name; ``preset(name)`` builds one."""
 
 
-def preset(name: str = "default") -> RunConfig:
-    """The named preset as a validated ``RunConfig``.
+def preset(name: str = "default",
+           overrides: Sequence[str] | Mapping[str, Any] = ()) -> RunConfig:
+    """The named preset as a validated ``RunConfig``, with ``overrides`` applied.
 
     Parameters
     ----------
     name : str, default="default"
         One of ``PRESETS``.
+    overrides : sequence of str or mapping, optional
+        ``--set``-style ``KEY=VALUE`` text or dotted keys to parsed values, applied over the
+        preset in the same build (as ``RunConfig.with_overrides`` would, without building the
+        preset alone first).
 
     Returns
     -------
@@ -86,9 +91,10 @@ def preset(name: str = "default") -> RunConfig:
     Raises
     ------
     ConfigError
-        For an unknown name, listing the known ones.
+        For an unknown name, listing the known ones, or an override that is refused.
     """
-    return RunConfig.from_dict(nest(preset_settings(name)))
+    assigned = typed_assignments(overrides if isinstance(overrides, Mapping) else list(overrides))
+    return RunConfig.from_dict(nest({**preset_settings(name), **assigned}))
 
 
 def preset_settings(name: str) -> Mapping[str, Any]:
