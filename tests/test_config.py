@@ -444,3 +444,20 @@ def test_the_none_words_are_the_same_in_a_file_and_on_the_command_line(tmp_path,
     path.write_text(f"[data]\nn_samples = {json.dumps(word)}\n")
     assert config_from_file(path).data.n_samples is None
     assert preset("quick").with_overrides([f"data.n_samples={word}"]).data.n_samples is None
+
+
+def test_the_config_package_imports_nothing_above_it():
+    """Layer order: errors < runtime < config; data, models and MLOps read config, not back."""
+    import ast
+    from pathlib import Path
+
+    import dec_lib.config
+
+    allowed = ("dec_lib.config", "dec_lib.errors", "dec_lib.runtime")
+    for path in Path(dec_lib.config.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([node.module or ""] if isinstance(node, ast.ImportFrom)
+                     else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            for name in names:
+                if name.startswith("dec_lib"):
+                    assert name.startswith(allowed), f"{path.name} imports {name}"
