@@ -35,7 +35,7 @@ def run_seed(preset: str, seed: int, work_root: Path, overrides: list[str]) -> d
     summary = json.loads(summary_path.read_text())
     from mlflow import MlflowClient
 
-    from dec_lib.config.sections import preset as named_preset
+    from dec_lib.config import preset as named_preset
 
     metrics = MlflowClient(summary["tracking_uri"]).get_run(summary["mlflow_run_id"]).data.metrics
     return {
@@ -89,7 +89,7 @@ def main() -> int:
         out.write_text(json.dumps(records, indent=2) + "\n")
         print(f"seed {seed}: acc {record['acc']:.4f} nmi {record['nmi']:.4f} "
               f"({record['wall_seconds']:.0f}s)", flush=True)
-    from dec_lib.config.sections import preset as named_preset
+    from dec_lib.config import preset as named_preset
 
     config = named_preset(args.preset).with_overrides(args.set).flat()
     mine = [r for r in records if r.get("config") == config and r["seed"] in args.seeds]

@@ -24,7 +24,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def measure(n: int, seed: int = 0) -> dict:
-    from dec_lib.config.sections import preset
+    from dec_lib.config import preset
     from dec_lib.data.datasets import load_dataset
     from dec_lib.model.autoencoder import build_autoencoder, encoder_of, pretrain_autoencoder
     from dec_lib.model.clustering import target_distribution

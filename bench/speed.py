@@ -65,7 +65,7 @@ def main() -> int:
     args = parser.parse_args()
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from dec_lib.config.sections import preset
+    from dec_lib.config import preset
     from dec_lib.data.datasets import load_dataset
     from dec_lib.model.autoencoder import build_autoencoder, encoder_of, pretrain_autoencoder
     from dec_lib.model.precision import resolve_precision

@@ -17,7 +17,7 @@ import time
 import warnings
 from pathlib import Path
 
-from dec_lib.config.sections import PRESETS, RunConfig, preset
+from dec_lib.config import PRESETS, RunConfig, preset
 from dec_lib.errors import DecError, short_text
 from dec_lib.mlops.registry_names import check_model_name
 from dec_lib.runtime.progress import LINE_PATTERN, format_duration, setup_logging
@@ -50,7 +50,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         from dec_lib.config.files import config_from_file
 
         return config_from_file(args.config, overrides, base_preset=args.preset)
-    return preset(args.preset or "default").with_overrides(overrides)
+    return preset(args.preset or "default", overrides)
 
 
 def _config_source(args: argparse.Namespace) -> str:
@@ -454,12 +454,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         tracking.check_tracking_uri(uri)
     import mlflow
 
-    from dec_lib.data.datasets import check_source_path, load_dataset
+    from dec_lib.data.datasets import check_data_path, load_dataset
     from dec_lib.data.image_folder import read_png_files
 
     if uri:
         mlflow.set_tracking_uri(uri)
-    check_source_path(args.input)
+    check_data_path(args.input)
     files = _png_input(Path(args.input))
     if files:
         x = read_png_files(files)

@@ -13,7 +13,7 @@ from kfp.dsl import Artifact
 
 from components import dec_train, evaluate, ingest, kmeans_init, pretrain, register
 from components.images import CPU_IMAGE, GPU_IMAGE
-from dec_lib.config.sections import RunConfig, preset
+from dec_lib.config import RunConfig, preset
 from dec_lib.errors import ConfigError
 from dec_lib.mlops.tracking import DEFAULT_EXPERIMENT
 from dec_lib.runtime.devices import CPU_FALLBACK_ENV, GPUS_ENV

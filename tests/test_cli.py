@@ -94,8 +94,8 @@ def test_bad_config_files_give_one_error_line(tmp_path, capsys, content, fragmen
 
 @pytest.mark.parametrize("fmt", ["yaml", "toml"])
 def test_config_show_writes_a_file_that_reads_back_equal(tmp_path, capsys, fmt):
+    from dec_lib.config import preset
     from dec_lib.config.files import config_from_file
-    from dec_lib.config.sections import preset
 
     assert main(["config", "show", "--preset", "quick", "--set", "dec.tol=0.02",
                  "--format", fmt]) == 0

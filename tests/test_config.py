@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dec_lib.config.sections import (
+from dec_lib.config import (
     PRESETS,
     AutoencoderConfig,
     DataConfig,
@@ -16,6 +17,9 @@ from dec_lib.config.sections import (
     RunConfig,
     preset,
 )
+from dec_lib.config.convert import NONE_WORDS
+from dec_lib.config.files import config_from_file, field_docs
+from dec_lib.config.sections import declared_settings
 from dec_lib.errors import ConfigError
 
 # --- presets ---------------------------------------------------------------------------------
@@ -91,6 +95,12 @@ def test_required_pipeline_keys_are_all_accepted_together():
     assert (config.pretrain.epochs, config.pretrain.batch_size) == (3, 32)
     assert (config.dec.maxiter, config.dec.update_interval, config.dec.tol) == (50, 10, 0.01)
     assert config.data.n_samples == 500
+
+
+def test_a_preset_with_overrides_is_the_preset_overridden():
+    assert preset("quick", ["dec.tol=0.1", "seed=3"]) == preset("quick").with_overrides(
+        ["dec.tol=0.1", "seed=3"])
+    assert preset("quick", {"dec.tol": 0.1}).dec.tol == 0.1
 
 
 def test_overrides_return_a_copy_and_leave_the_original_alone():
@@ -279,27 +289,6 @@ def test_flat_uses_the_dotted_keys_that_overrides_accept():
     assert config.with_overrides(flat) == config
 
 
-@pytest.mark.parametrize(
-    ("raw", "expected"),
-    [("true", True), ("Yes", True), ("on", True), ("1", True), (True, True),
-     ("false", False), ("NO", False), ("off", False), ("0", False), (False, False)],
-)
-def test_bool_values_are_read_from_the_usual_words(raw, expected):
-    # No RunConfig field is a bool today; this pins the coercion a future flag would get.
-    from dec_lib.config.sections import _coerce
-
-    assert _coerce("some.flag", raw, bool) is expected
-
-
-@pytest.mark.parametrize("raw", ["maybe", "2", 2.0])
-def test_other_values_for_a_bool_are_refused_naming_the_key(raw):
-    from dec_lib.config.sections import _coerce
-
-    with pytest.raises(ConfigError) as info:
-        _coerce("some.flag", raw, bool)
-    assert info.value.key == "some.flag"
-
-
 # ------------------------------------------------------------- bounds: refused before training
 
 @pytest.mark.parametrize("assignment,key", [
@@ -341,3 +330,134 @@ def test_a_value_of_a_million_digits_is_refused_in_one_short_line():
     with pytest.raises(ConfigError) as error:
         preset("quick").with_overrides(["seed=" + "9" * 1_000_000])
     assert error.value.key == "seed" and len(str(error.value)) < 300
+
+
+# --------------------------------------------------------------- declared once, checked once
+
+def test_every_setting_is_declared_with_a_doc_and_what_it_allows():
+    settings = declared_settings()
+    assert [item.key for item in settings] == list(RunConfig().flat())
+    for item in settings:
+        assert item.doc.endswith(".") and len(item.doc) > 15, item.key
+        assert item.constraint is not None or item.hint is bool, item.key
+        assert item.allowed(), item.key
+
+
+def test_the_docs_given_by_config_show_are_the_declared_ones():
+    docs = field_docs()
+    for item in declared_settings():
+        assert docs[item.key].startswith(item.doc.replace("`", "")[:40])
+    assert docs["pretrain.checkpoint_every"].startswith("Epochs between resumable checkpoints")
+
+
+@pytest.mark.parametrize(("assignment", "message"), [
+    ("pretrain.optimizer=rmsprop", "must be 'sgd' or 'adam' (got 'rmsprop')"),
+    ("init.method=spectral", "must be 'kmeans' or 'umap'"),
+    ("registry.promotion_criterion=f1", "must be 'auto', 'acc' or 'silhouette'"),
+    ("dec.precision=fp8", "must be 'float32', 'bfloat16' or 'auto'"),
+    ("pretrain.epochs=100001", "must be in [0, 100,000] (got 100001)"),
+    ("pretrain.momentum=1", "must be in [0, 1) (got 1.0)"),
+    ("dec.learning_rate=0", "must be in (0, 100] (got 0.0)"),
+    ("data.n_samples=0", "must be in [1, 1,000,000,000] or none (got 0)"),
+    ("data.dataset= ", "must name 'mnist' or a path"),
+    ("autoencoder.hidden_dims=[]", "needs 1 to 16 layers"),
+    ("autoencoder.hidden_dims=[8,0]", "every layer needs 1 to 100,000 units"),
+])
+def test_refusals_say_what_is_allowed_and_what_was_given(assignment, message):
+    with pytest.raises(ConfigError) as info:
+        preset("default").with_overrides([assignment])
+    assert info.value.key == assignment.split("=")[0]
+    assert message in str(info.value)
+
+
+def test_a_config_is_validated_once_however_it_is_built(monkeypatch, tmp_path):
+    calls = []
+    original = RunConfig.validate
+
+    def counting(self):
+        calls.append(1)
+        return original(self)
+
+    monkeypatch.setattr(RunConfig, "validate", counting)
+    path = tmp_path / "c.yaml"
+    path.write_text("preset: quick\npretrain: {epochs: 5}\n")
+    builds = [lambda: preset("quick"), lambda: preset("quick", ["dec.tol=0.1"]),
+              lambda: RunConfig.from_dict({"dec": {"tol": 0.1}}),
+              lambda: config_from_file(path, ["dec.maxiter=9"])]
+    for build in builds:
+        calls.clear()
+        build()
+        assert len(calls) == 1
+    config = preset("quick")
+    calls.clear()
+    config.with_overrides(["seed=3"])
+    assert len(calls) == 1
+
+
+def test_validate_after_a_change_in_place_converts_and_refuses():
+    config = preset("quick")
+    config.pretrain.epochs = 12.0
+    assert type(config.validate().pretrain.epochs) is int
+    config.dec.tol = 2
+    with pytest.raises(ConfigError, match=r"dec\.tol"):
+        config.validate()
+
+
+def test_best_is_default_with_shifts_and_more_epochs():
+    changed = {key for key, value in preset("best").flat().items()
+               if preset("default").flat()[key] != value}
+    assert changed == {"pretrain.epochs", "pretrain.augment_shift"}
+
+
+# ------------------------------------------- one converter: a file and --set read values alike
+
+@pytest.mark.parametrize(("key", "text"), [
+    ("pretrain.epochs", "50"),
+    ("pretrain.learning_rate", "1.0e-4"),
+    ("dec.tol", "0"),
+    ("data.n_samples", "300"),
+    ("data.n_samples", "null"),
+    ("data.dataset", "/data/x.npz"),
+    ("autoencoder.hidden_dims", "[64, 32]"),
+    ("registry.warm_start", "true"),
+    ("registry.warm_start", "off"),
+    ("seed", "4294967295"),
+])
+@pytest.mark.parametrize("suffix", [".yaml", ".toml"])
+def test_a_value_from_a_file_and_from_set_give_the_same_config(tmp_path, key, text, suffix):
+    parsed = yaml.safe_load(text)
+    path = tmp_path / f"c{suffix}"
+    if suffix == ".yaml":
+        path.write_text(f"{key}: {text}\n")
+    else:
+        value = json.dumps("none" if parsed is None else parsed)
+        path.write_text(f'"{key}" = {value}\n')
+    from_file = config_from_file(path)
+    from_set = preset("default").with_overrides([f"{key}={text}"])
+    assert from_file == from_set
+    assert type(from_file.flat()[key]) is type(from_set.flat()[key])
+
+
+@pytest.mark.parametrize("word", [*sorted(NONE_WORDS), "None", "NULL"])
+def test_the_none_words_are_the_same_in_a_file_and_on_the_command_line(tmp_path, word):
+    path = tmp_path / "c.toml"
+    path.write_text(f"[data]\nn_samples = {json.dumps(word)}\n")
+    assert config_from_file(path).data.n_samples is None
+    assert preset("quick").with_overrides([f"data.n_samples={word}"]).data.n_samples is None
+
+
+def test_the_config_package_imports_nothing_above_it():
+    """Layer order: errors < runtime < config; data, models and MLOps read config, not back."""
+    import ast
+    from pathlib import Path
+
+    import dec_lib.config
+
+    allowed = ("dec_lib.config", "dec_lib.errors", "dec_lib.runtime")
+    for path in Path(dec_lib.config.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([node.module or ""] if isinstance(node, ast.ImportFrom)
+                     else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            for name in names:
+                if name.startswith("dec_lib"):
+                    assert name.startswith(allowed), f"{path.name} imports {name}"

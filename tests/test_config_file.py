@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dec_lib.config import PRESETS, RunConfig, preset
 from dec_lib.config.files import (
     MAX_CONFIG_BYTES,
     config_from_file,
@@ -16,7 +17,6 @@ from dec_lib.config.files import (
     format_config,
     load_config_file,
 )
-from dec_lib.config.sections import PRESETS, RunConfig, preset
 from dec_lib.errors import ConfigError, DataError
 
 
@@ -186,6 +186,23 @@ def test_an_impossible_combination_names_the_file(tmp_path):
     with pytest.raises(ConfigError, match=r"c\.yaml") as error:
         config_from_file(path)
     assert error.value.key == "dec.n_clusters"
+
+
+def test_an_impossible_combination_made_by_an_override_does_not_blame_the_file(tmp_path):
+    path = _write(tmp_path, "c.yaml", "pretrain: {epochs: 5}\n")
+    with pytest.raises(ConfigError) as error:
+        config_from_file(path, ["data.n_samples=5"])
+    assert error.value.key == "dec.n_clusters" and "c.yaml" not in str(error.value)
+    with pytest.raises(ConfigError) as error:
+        config_from_file(path, ["pretrain.epochs=-1"])
+    assert error.value.key == "pretrain.epochs" and "c.yaml" not in str(error.value)
+
+
+def test_an_impossible_value_in_the_file_names_the_file(tmp_path):
+    path = _write(tmp_path, "c.toml", "[pretrain]\noptimizer = \"rmsprop\"\n")
+    with pytest.raises(ConfigError, match=r"must be 'sgd' or 'adam' .*c\.toml") as error:
+        config_from_file(path, ["pretrain.epochs=3"])
+    assert error.value.key == "pretrain.optimizer"
 
 
 def test_a_bad_override_is_reported_as_an_override(tmp_path):

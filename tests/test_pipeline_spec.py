@@ -4,7 +4,7 @@ import pytest
 import yaml
 from kfp import dsl
 
-from dec_lib.config.sections import preset
+from dec_lib.config import preset
 from dec_lib.errors import ConfigError
 from pipelines.cli import main
 from pipelines.dag import (

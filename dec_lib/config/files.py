@@ -7,33 +7,34 @@ checked strictly (types as written, no guessing from text) and every error names
 
 from __future__ import annotations
 
-import ast
-import dataclasses
-import functools
-import inspect
 import json
-import math
 import re
 import textwrap
 import tomllib
-import types
-import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from dec_lib.config import sections as config_module
-from dec_lib.config.sections import PRESETS, RunConfig, flatten, preset
+from dec_lib.config.convert import convert
+from dec_lib.config.presets import PRESETS, preset_settings
+from dec_lib.config.sections import (
+    RunConfig,
+    declared_settings,
+    flatten,
+    nest,
+    typed_assignments,
+)
 from dec_lib.errors import ConfigError, DataError, short_repr, short_text
+from dec_lib.runtime.paths import check_source_path
 
 __all__ = ["config_from_file", "dump_config", "field_docs", "format_config", "load_config_file"]
 
 FORMATS = {".yaml": "yaml", ".yml": "yaml", ".toml": "toml"}
+"""File suffixes read and written, and their formats."""
 PRESET_KEY = "preset"
-_NONE_WORDS = {"none", "null"}  # TOML has no null; Optional settings accept these words
-_TOP_DOCS = {"seed": "Random seed for every step (subset, initialisation, training)."}
+"""The top-level key naming the preset a file starts from."""
 
 
 def _format_of(path: Path) -> str:
@@ -42,11 +43,6 @@ def _format_of(path: Path) -> str:
     except KeyError:
         raise DataError(path, "unsupported configuration file type; use .yaml, .yml or "
                         ".toml") from None
-
-
-def _sections() -> dict[str, type]:
-    hints = typing.get_type_hints(RunConfig)
-    return {name: hints[name] for name in RunConfig.SECTIONS}
 
 
 # ------------------------------------------------------------------------------------ reading
@@ -67,8 +63,6 @@ def _read_text(path: Path) -> str:
     A FIFO or a device would block or never end; the size is checked on what is read, not on
     what ``stat`` says, so a file that grows while read is still bounded.
     """
-    from dec_lib.data.datasets import check_source_path
-
     check_source_path(path, what="configuration file", directory_ok=False)
     try:
         with open(path, "rb") as f:
@@ -211,45 +205,29 @@ def _nest(path: Path, raw: Mapping[Any, Any]) -> dict[str, Any]:
     return nested
 
 
-def _typed(key: str, value: Any, hint: Any, path: Path) -> Any:
-    """``value`` as parsed, checked against the field's type; integral floats become ints."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None or (isinstance(value, str) and value.lower() in _NONE_WORDS):
-            return None
-        (inner,) = [a for a in typing.get_args(hint) if a is not type(None)]
-        return _typed(key, value, inner, path)
-    if origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(key, f"expected a list, got {short_repr(value)} (in {path})")
-        (item,) = typing.get_args(hint)
-        return [_typed(key, v, item, path) for v in value]
-    ok = {
-        bool: isinstance(value, bool),
-        int: (isinstance(value, int) and not isinstance(value, bool))
-        or (isinstance(value, float) and value.is_integer()),
-        float: isinstance(value, int | float) and not isinstance(value, bool)
-        and math.isfinite(value),
-        str: isinstance(value, str),
-    }.get(hint)
-    if ok is None:
-        raise ConfigError(key, f"unsupported type {hint!r}")
-    if not ok:
-        wanted = {bool: "true or false", int: "an integer", float: "a finite number",
-                  str: "text"}[hint]
-        hint_text = " (quote it: YAML reads yes/no/on/off as true/false)" if (
-            hint is str and isinstance(value, bool)) else ""
-        raise ConfigError(key, f"expected {wanted}, got {short_repr(value)}{hint_text} "
-                          f"(in {path})")
-    return int(value) if hint is int else value
-
-
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """The settings of a YAML or TOML file as a nested dict shaped like ``RunConfig.to_dict()``.
 
-    Only the settings the file names are returned (plus ``preset`` when given); dotted keys
-    (``pretrain.epochs: 50``) are nested. Raises ``DataError`` for a file that is missing or not
-    YAML/TOML, ``ConfigError`` for an unknown key or a wrong type; both name the file.
+    Only the settings the file names are returned (plus ``preset`` when given), each converted
+    to its declared type as written (``epochs: "50"`` is refused, not read as text); dotted keys
+    (``pretrain.epochs: 50``) are nested.
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``.yaml``, ``.yml`` or ``.toml`` file.
+
+    Returns
+    -------
+    dict
+        Sections to their settings, ``seed`` and ``preset`` at the top.
+
+    Raises
+    ------
+    DataError
+        For a file that is missing, not a regular file, too large, too deep or not YAML/TOML.
+    ConfigError
+        For an unknown key, a key set twice or a value of the wrong type. Both name the file.
     """
     path = Path(path)
     raw = _parse(path)
@@ -258,81 +236,94 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     if not isinstance(raw, Mapping):
         raise DataError(path, "the top level must be a mapping of sections (seed, preset, "
                         f"{', '.join(RunConfig.SECTIONS)}), got {type(raw).__name__}")
-    nested = _nest(path, raw)
-    sections = _sections()
+    hints = {item.key: item.hint for item in declared_settings()}
     result: dict[str, Any] = {}
-    for key, value in nested.items():
+    for key, value in _nest(path, raw).items():
         if key == PRESET_KEY:
             if not isinstance(value, str) or value not in PRESETS:
                 raise ConfigError(PRESET_KEY, f"unknown preset {short_repr(value)} (in {path}); "
                                   "known: " + ", ".join(PRESETS))
             result[key] = value
-        elif key == "seed":
-            result[key] = _typed(key, value, int, path)
-        else:
-            hints = typing.get_type_hints(sections[key])
-            fields = [f.name for f in dataclasses.fields(sections[key])]
+        elif key in RunConfig.SECTIONS:
             result[key] = {}
             for name, setting in value.items():
-                if name not in fields:
-                    raise ConfigError(f"{key}.{name}", f"unknown key (in {path}); known keys "
-                                      f"of {key}: " + ", ".join(fields))
-                result[key][name] = _typed(f"{key}.{name}", setting, hints[name], path)
+                dotted = f"{key}.{name}"
+                if dotted not in hints:
+                    known = [item.name for item in declared_settings() if item.section == key]
+                    raise ConfigError(dotted, f"unknown key (in {path}); known keys of {key}: "
+                                      + ", ".join(known))
+                result[key][name] = _converted(path, dotted, setting, hints[dotted])
+        else:
+            result[key] = _converted(path, key, value, hints[key])
     return result
+
+
+def _converted(path: Path, key: str, value: Any, hint: Any) -> Any:
+    try:
+        return convert(key, value, hint)
+    except ConfigError as error:
+        raise ConfigError(error.key, f"{error.problem} (in {path})") from None
 
 
 def config_from_file(path: str | Path, overrides: Sequence[str] | Mapping[str, Any] = (),
                      base_preset: str | None = None) -> RunConfig:
     """The preset, then the file's settings, then ``overrides``: later wins.
 
-    The preset is the file's ``preset`` key, else ``base_preset`` (a ``--preset`` the user gave),
-    else ``default``; the two naming different presets is refused rather than silently resolved.
-    ``overrides`` are ``--set``-style ``KEY=VALUE`` strings (or a dict of dotted keys), applied
-    by ``RunConfig.with_overrides``, so they are typed exactly as on the command line.
+    The three are merged and the configuration is built (and validated) once.
+
+    Parameters
+    ----------
+    path : str or Path
+        The configuration file.
+    overrides : sequence of str or mapping, optional
+        ``--set``-style ``KEY=VALUE`` text, or dotted keys to parsed values, typed exactly as
+        ``RunConfig.with_overrides`` types them.
+    base_preset : str, optional
+        A ``--preset`` the user gave. The preset is the file's ``preset`` key, else this, else
+        ``default``; the two naming different presets is refused rather than silently resolved.
+
+    Returns
+    -------
+    RunConfig
+
+    Raises
+    ------
+    DataError, ConfigError
+        As ``load_config_file``; a setting made impossible by the file (say more clusters than
+        images) names the file, one made impossible by ``overrides`` does not.
     """
     values = load_config_file(path)
     named = values.pop(PRESET_KEY, None)
     if named and base_preset and named != base_preset:
         raise ConfigError(PRESET_KEY, f"{path} starts from preset {named!r} but {base_preset!r} "
                           "was asked for; drop one of them")
-    config = preset(named or base_preset or "default")
+    starting = preset_settings(named or base_preset or "default")
+    overridden = typed_assignments(overrides if isinstance(overrides, Mapping)
+                                   else list(overrides))
     try:
-        config = config.with_overrides(flatten(values))
-    except ConfigError as error:  # an impossible combination, e.g. more clusters than images
+        return RunConfig.from_dict(nest({**starting, **flatten(values), **overridden}))
+    except ConfigError as error:
+        if any(error.key == key or f"{key}=" in error.problem for key in overridden):
+            raise
         raise ConfigError(error.key, f"{error.problem} (in {path})") from None
-    if overrides:
-        config = config.with_overrides(
-            dict(overrides) if isinstance(overrides, Mapping) else list(overrides))
-    return config
 
 
 # ------------------------------------------------------------------------------------ writing
 
-@functools.cache
 def field_docs() -> dict[str, str]:
-    """Dotted key -> the docstring under that field in ``dec_lib/config/sections.py`` (one line)."""
-    try:
-        tree = ast.parse(inspect.getsource(config_module))
-    except (OSError, TypeError):  # no source shipped: write the file without comments
-        return dict(_TOP_DOCS)
-    section_of = {cls.__name__: name for name, cls in _sections().items()}
-    docs = dict(_TOP_DOCS)
-    for node in tree.body:
-        if not isinstance(node, ast.ClassDef) or node.name not in section_of:
-            continue
-        for field_node, doc_node in zip(node.body, node.body[1:], strict=False):
-            if (isinstance(field_node, ast.AnnAssign) and isinstance(field_node.target, ast.Name)
-                    and isinstance(doc_node, ast.Expr) and isinstance(doc_node.value, ast.Constant)
-                    and isinstance(doc_node.value.value, str)):
-                text = " ".join(doc_node.value.value.split()).replace("``", "")
-                docs[f"{section_of[node.name]}.{field_node.target.id}"] = text
-    return docs
+    """Dotted key -> the setting's declared doc and allowed values, as plain text for comments.
+
+    Returns
+    -------
+    dict
+        ``"init.method"`` to ``"kmeans on the embedding (published), ... Allowed: 'kmeans' or
+        'umap'."``, for every declared setting.
+    """
+    return {item.key: f"{item.doc.replace('`', '')} Allowed: {item.allowed()}."
+            for item in declared_settings()}
 
 
-def _comment(key: str, indent: str) -> list[str]:
-    doc = field_docs().get(key)
-    if not doc:
-        return []
+def _comment(doc: str, indent: str) -> list[str]:
     return [f"{indent}# {line}" for line in textwrap.wrap(doc, 96 - len(indent))]
 
 
@@ -362,30 +353,63 @@ def _bare(key: str) -> str:
 
 
 def format_config(config: RunConfig, fmt: str = "yaml") -> str:
-    """Every setting of ``config`` as YAML or TOML text, each preceded by its documentation."""
+    """Every setting of ``config`` as YAML or TOML text, each preceded by its documentation.
+
+    Parameters
+    ----------
+    config : RunConfig
+        The configuration to write.
+    fmt : {"yaml", "toml"}, default="yaml"
+        The format. TOML has no null: a setting that is none is written ``"none"``.
+
+    Returns
+    -------
+    str
+        The text, every line at most 100 characters; ``load_config_file`` reads it back to
+        ``config``.
+    """
     if fmt not in ("yaml", "toml"):
         raise ValueError(f"fmt must be 'yaml' or 'toml', got {fmt!r}")
     values = config.to_dict()
+    docs = field_docs()
     lines = ["# dec-pipeline configuration: every setting, documented. Delete the ones you keep",
              "# at their defaults; `--set KEY=VALUE` on the command line wins over this file.",
              ""]
     top = [k for k, v in values.items() if not isinstance(v, dict)]
     for key in top:  # TOML needs top-level keys before the first table
-        lines += _comment(key, "")
+        lines += _comment(docs[key], "")
         lines.append(f"{key}: {_yaml_value(values[key])}" if fmt == "yaml"
                      else f"{_bare(key)} = {_toml_value(values[key])}")
     for section in (k for k, v in values.items() if isinstance(v, dict)):
         lines += ["", f"{section}:" if fmt == "yaml" else f"[{section}]"]
         indent = "  " if fmt == "yaml" else ""
         for name, value in values[section].items():
-            lines += _comment(f"{section}.{name}", indent)
+            lines += _comment(docs[f"{section}.{name}"], indent)
             lines.append(f"{indent}{name}: {_yaml_value(value)}" if fmt == "yaml"
                          else f"{_bare(name)} = {_toml_value(value)}")
     return "\n".join(lines) + "\n"
 
 
 def dump_config(config: RunConfig, path: str | Path) -> Path:
-    """Write ``config`` to ``path`` (.yaml, .yml or .toml); loading it gives ``config`` back."""
+    """Write ``config`` to ``path`` (.yaml, .yml or .toml); loading it gives ``config`` back.
+
+    Parameters
+    ----------
+    config : RunConfig
+        The configuration to write.
+    path : str or Path
+        The file; its suffix chooses the format, and missing folders are made.
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Raises
+    ------
+    DataError
+        For a suffix that is not .yaml, .yml or .toml.
+    """
     path = Path(path)
     text = format_config(config, _format_of(path))
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,23 +1,53 @@
-"""Every hyper-parameter in one typed place, with named presets.
+"""Every hyper-parameter in one typed place: each setting's type, default, doc and constraint.
 
 The CLI, the pipeline parameters and the components all read from ``RunConfig``; nothing else in
 the project holds a training literal. Keys are dotted (``pretrain.epochs``) in ``--set``, in
 config files and in the names of the parameters logged to MLflow, so a user sees one vocabulary.
+A ``RunConfig`` is converted and validated once, when it is built; validation, the comments of
+``config show`` and the README's table all come from the declarations below.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
-import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from dec_lib.config.constraints import Constraint, Interval, ListOf, OneOf, Text, setting
+from dec_lib.config.convert import convert
 from dec_lib.errors import ConfigError, short_repr
 
+__all__ = [
+    "INIT_METHODS",
+    "OPTIMIZERS",
+    "PRECISIONS",
+    "PROMOTION_CRITERIA",
+    "AutoencoderConfig",
+    "DECConfig",
+    "DataConfig",
+    "InitConfig",
+    "PretrainConfig",
+    "RegistryConfig",
+    "RunConfig",
+    "Setting",
+    "declared_settings",
+    "flatten",
+    "nest",
+    "typed_assignments",
+]
+
+OPTIMIZERS = ("sgd", "adam")
+"""Pretraining optimizers: SGD with momentum (as published) or Adam."""
+INIT_METHODS = ("kmeans", "umap")
+"""Cluster initialisations: K-Means on the embedding, or UMAP + Gaussian mixture (N2D)."""
 PRECISIONS = ("float32", "bfloat16", "auto")
+"""Compute precisions; ``auto`` is bfloat16 where the hardware computes it natively."""
+PROMOTION_CRITERIA = ("auto", "acc", "silhouette")
+"""How a new version is compared with the champion; ``auto`` is acc when there are labels."""
 
 # Upper bounds: far above any real run, low enough that a typo (an extra 000) or a hostile value
 # is refused in milliseconds instead of allocating or looping for days.
@@ -29,95 +59,152 @@ MAX_EPOCHS = 100_000
 MAX_STEPS = 100_000_000
 MAX_BATCH = 1_000_000
 MAX_CLUSTERS = 100_000
+MAX_PATH = 4096
+
+_LEARNING_RATE = Interval(0, 100, closed="right")  # 0 trains nothing
+_MOMENTUM = Interval(0, 1, closed="left")  # 1 never forgets a gradient
+_FRACTION = Interval(0, 1)
 
 
 @dataclass
 class DataConfig:
-    dataset: str = "mnist"
-    """``mnist``, a path, or an ``s3://``, ``gs://`` or ``https://`` URI of: a ``.npz`` with
-    ``x`` (optional ``y``), a directory of IDX files, or a directory of PNG images."""
-    n_samples: int | None = None
-    """Random subset of this many images (None: all of them)."""
+    """Where the images come from and how many of them are used."""
+
+    dataset: str = setting(
+        "mnist", """`mnist`, a path, or an `s3://`, `gs://` or `https://` URI of: a `.npz` with
+        `x` (optional `y`), a directory of IDX files, or a directory of PNG images.""",
+        Text(MAX_PATH, names="'mnist' or a path"))
+    n_samples: int | None = setting(
+        None, "Random subset of this many images (none: all of them).", Interval(1, MAX_COUNT))
 
 
 @dataclass
 class AutoencoderConfig:
-    hidden_dims: list[int] = field(default_factory=lambda: [500, 500, 2000])
-    embedding_dim: int = 10
+    """The autoencoder's shape: the encoder's layers, mirrored by the decoder."""
+
+    hidden_dims: list[int] = setting(  # noqa: RUF009 (setting() is a field(), list copied)
+        [500, 500, 2000], "Units of the encoder's hidden layers; the decoder mirrors them.",
+        ListOf(Interval(1, MAX_LAYERS), Interval(1, MAX_UNITS), noun="layer", unit="units"))
+    embedding_dim: int = setting(
+        10, "Dimensions of the embedding the clusters are found in.", Interval(1, MAX_UNITS))
 
 
 @dataclass
 class PretrainConfig:
-    epochs: int = 300
-    min_steps: int = 0
-    """At least this many optimizer steps: small data sets get more epochs (0: epochs as set)."""
-    batch_size: int = 256
-    optimizer: str = "sgd"
-    """``sgd`` (with momentum, as published) or ``adam``."""
-    learning_rate: float = 1.0
-    momentum: float = 0.9
-    checkpoint_every: int = 5
-    checkpoint_min_seconds: float = 0.0
-    """...and at least this long apart: a checkpoint costs as much as many short epochs."""
-    """Epochs between resumable checkpoints (0: none)."""
-    augment_shift: int = 0
-    """Random shifts of up to this many pixels during pretraining (2-D images; 0: none)."""
-    precision: str = "float32"
-    """``float32``, ``bfloat16`` (mixed: float32 weights) or ``auto`` (bfloat16 where native)."""
+    """Pretraining of the autoencoder on reconstruction."""
+
+    epochs: int = setting(
+        300, "Passes over the data while pretraining.", Interval(0, MAX_EPOCHS))
+    min_steps: int = setting(
+        0, """At least this many optimizer steps: small data sets get more epochs (0: epochs as
+        set; the `default` preset's 10,000 leaves MNIST's 40 epochs unchanged).""",
+        Interval(0, MAX_STEPS))
+    batch_size: int = setting(256, "Images per pretraining step.", Interval(1, MAX_BATCH))
+    optimizer: str = setting(
+        "sgd", "`sgd` (with momentum, as published) or `adam`.", OneOf(OPTIMIZERS))
+    learning_rate: float = setting(1.0, "Pretraining learning rate.", _LEARNING_RATE)
+    momentum: float = setting(0.9, "Momentum of `sgd` (`adam` ignores it).", _MOMENTUM)
+    checkpoint_every: int = setting(
+        5, "Epochs between resumable checkpoints (0: none).", Interval(0, MAX_EPOCHS))
+    checkpoint_min_seconds: float = setting(
+        0.0, """Least time between two checkpoints, in seconds: on a small data set a checkpoint
+        costs as much as many short epochs (the `default` preset: 30).""", Interval(0, 86_400))
+    augment_shift: int = setting(
+        0, "Random shifts of up to this many pixels during pretraining (2-D images; 0: none).",
+        Interval(0, 64))
+    precision: str = setting(
+        "float32", """`float32`, `bfloat16` (mixed: float32 weights) or `auto`: bfloat16 where
+        the hardware computes it natively (AVX-512 BF16 or AMX CPUs, Ampere or later GPUs);
+        models are saved in float32 either way.""", OneOf(PRECISIONS))
 
 
 @dataclass
 class InitConfig:
-    method: str = "kmeans"
-    """``kmeans`` on the embedding (published), or ``umap``: UMAP + Gaussian mixture (N2D)."""
-    n_init: int = 20
-    """Restarts of K-Means (or of the Gaussian mixture)."""
-    max_iter: int = 300
-    umap_neighbors: int = 20
-    umap_components: int = 0
-    """Dimensions UMAP maps to (0: the number of clusters)."""
+    """How the cluster centres are initialised on the pretrained embedding."""
+
+    method: str = setting(
+        "kmeans", """`kmeans` on the embedding (published), or `umap`: UMAP + Gaussian mixture on
+        the embedding (N2D).""", OneOf(INIT_METHODS))
+    n_init: int = setting(
+        20, "Restarts of K-Means (or of the Gaussian mixture).", Interval(1, 1_000))
+    max_iter: int = setting(
+        300, "Iterations of each K-Means (or Gaussian mixture) restart.", Interval(1, MAX_STEPS))
+    umap_neighbors: int = setting(
+        20, "UMAP's neighbourhood size, in points.", Interval(2, 10_000))
+    umap_components: int = setting(
+        0, "Dimensions UMAP maps to (0: the number of clusters).", Interval(0, MAX_UNITS))
 
 
 @dataclass
 class DECConfig:
-    n_clusters: int = 10
-    alpha: float = 1.0
-    """Degrees of freedom of the Student's t kernel."""
-    maxiter: int = 8000
-    update_interval: int = 140
-    """Iterations between recomputing the target distribution."""
-    tol: float = 0.001
-    """Stop when fewer than this fraction of labels change between two updates."""
-    batch_size: int = 256
-    learning_rate: float = 0.01
-    momentum: float = 0.9
-    warmup_iterations: int = 0
-    """Iterations trained towards the initial assignment before self-training (see init)."""
-    precision: str = "float32"
-    """As ``pretrain.precision``; the clustering layer always computes in float32."""
+    """Self-training of the clusters (DEC proper)."""
+
+    n_clusters: int = setting(
+        10, "Number of clusters; at most `data.n_samples`.",
+        # One cluster is no clustering: DEC's target distribution is then constant.
+        Interval(2, MAX_CLUSTERS))
+    alpha: float = setting(
+        1.0, "Degrees of freedom of the Student's t kernel.", Interval(0, 1_000, closed="right"))
+    maxiter: int = setting(
+        8000, "Most self-training iterations (one batch each).", Interval(0, MAX_STEPS))
+    update_interval: int = setting(
+        140, "Iterations between recomputing the target distribution.", Interval(1, MAX_STEPS))
+    tol: float = setting(
+        0.001, "Stop when fewer than this fraction of labels change between two updates.",
+        _FRACTION)
+    batch_size: int = setting(256, "Images per self-training step.", Interval(1, MAX_BATCH))
+    learning_rate: float = setting(0.01, "Learning rate of self-training's SGD.", _LEARNING_RATE)
+    momentum: float = setting(0.9, "Momentum of self-training's SGD.", _MOMENTUM)
+    warmup_iterations: int = setting(
+        0, """Iterations trained towards the initial assignment before self-training takes over
+        (see `init.method`).""", Interval(0, MAX_STEPS))
+    precision: str = setting(
+        "float32", "As `pretrain.precision`; the clustering layer always computes in float32.",
+        OneOf(PRECISIONS))
 
 
 @dataclass
 class RegistryConfig:
-    warm_start: bool = False
-    """Retraining mode: start from the registered ``champion`` (its encoder and centres) instead
-    of pretraining and initialising; when the data's fingerprint equals the one the champion was
-    trained on, nothing is trained or registered."""
-    promotion_criterion: str = "auto"
-    """How a new version is compared with the champion on the current data: ``acc`` (needs
-    labels), ``silhouette`` (label-free), or ``auto``: acc when the data has labels."""
-    promotion_tolerance: float = 0.005
-    """The new version becomes champion unless its score is lower than the champion's by more
-    than this; otherwise it is registered as challenger."""
-    max_champion_drop: float = 0.1
-    """When the champion scores more than this below its own score at registration on the
-    current data, the data has changed for the worse (corrupted, or drifted far): the new
-    version, fitted to it, stays challenger for a person to review (1: never hold)."""
+    """Retraining and promotion in the model registry."""
+
+    warm_start: bool = setting(
+        False, """Retraining mode (`--retrain`): start from the registered `champion` (its
+        encoder and centres) instead of pretraining and initialising; when the data's
+        fingerprint equals the one the champion was trained on, nothing is trained or
+        registered.""", None)
+    promotion_criterion: str = setting(
+        "auto", """How a new version is compared with the champion on the current data: `acc`
+        (needs labels), `silhouette` (label-free), or `auto`: acc when the data has labels.""",
+        OneOf(PROMOTION_CRITERIA))
+    promotion_tolerance: float = setting(
+        0.005, """The new version becomes champion unless its score is lower than the champion's
+        by more than this; otherwise it is registered as challenger.""", _FRACTION)
+    max_champion_drop: float = setting(
+        0.1, """When the champion scores more than this below its own score at registration on
+        the current data, the data has changed for the worse (corrupted, or drifted far): the
+        new version, fitted to it, stays challenger for a person to review (1: never hold).""",
+        _FRACTION)
 
 
 @dataclass
 class RunConfig:
-    seed: int = 0
+    """Every setting of a run: the seed and one section per phase.
+
+    Building one (``RunConfig(...)``, ``from_dict``, ``with_overrides``, ``preset``, a file)
+    converts each value to its declared type and refuses impossible settings, once; code handed
+    a ``RunConfig`` need not check it again. Call ``validate`` only after changing one in place.
+
+    Raises
+    ------
+    ConfigError
+        Naming the first setting at fault, what it must be, and the value given.
+    """
+
+    seed: int = setting(
+        0, """Random seed for every step (subset, initialisation, training): seeds Python, NumPy
+        and TensorFlow, with deterministic kernels: one seed, one model.""",
+        # numpy's and TensorFlow's seeds are unsigned 32-bit: a larger one crashed training.
+        Interval(0, MAX_SEED))
     data: DataConfig = field(default_factory=DataConfig)
     autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
@@ -125,104 +212,101 @@ class RunConfig:
     dec: DECConfig = field(default_factory=DECConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
 
-    SECTIONS: typing.ClassVar[tuple[str, ...]] = (
-        "data", "autoencoder", "pretrain", "init", "dec", "registry",
-    )
+    SECTIONS: typing.ClassVar[tuple[str, ...]]
+    """The names of the sections, in order (set below from the fields)."""
+
+    def __post_init__(self) -> None:
+        self.validate()
 
     def to_dict(self) -> dict[str, Any]:
+        """Nested sections of plain values, the shape ``from_dict`` and config files take."""
         return dataclasses.asdict(self)
 
     def to_json(self) -> str:
+        """``to_dict`` as JSON with sorted keys: equal configurations give equal text."""
         return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> RunConfig:
-        return _from_dict(cls, values, prefix="").validate()
 
     def flat(self) -> dict[str, Any]:
         """Dotted keys to values, as logged to MLflow and shown by ``config show``."""
         return flatten(self.to_dict())
 
-    def with_overrides(self, assignments: list[str] | dict[str, Any]) -> RunConfig:
-        """Return a copy with ``KEY=VALUE`` assignments applied, typed by the field they set."""
-        items = (
-            list(assignments.items())
-            if isinstance(assignments, dict)
-            else [_split_assignment(a) for a in assignments]
-        )
-        values = self.to_dict()
-        for key, raw in items:
-            *path, name = key.split(".")
-            owner: Any = RunConfig
-            target = values
-            for part in path:
-                if part not in self.SECTIONS or owner is not RunConfig:
-                    raise ConfigError(key, "unknown key; known keys: " + ", ".join(self.flat()))
-                owner = typing.get_type_hints(owner)[part]
-                target = target[part]
-            hint = typing.get_type_hints(owner).get(name)
-            if hint is None or name == "SECTIONS" or dataclasses.is_dataclass(hint):
-                raise ConfigError(key, "unknown key; known keys: " + ", ".join(self.flat()))
-            target[name] = _coerce(key, raw, hint)
-        return RunConfig.from_dict(values)
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> RunConfig:
+        """A validated configuration from nested values; missing keys keep their defaults.
+
+        Parameters
+        ----------
+        values : mapping
+            Shaped like ``to_dict()``, with values as parsed (JSON, YAML, TOML): KFP hands
+            integers over as floats (40.0), which are accepted where integral.
+
+        Returns
+        -------
+        RunConfig
+
+        Raises
+        ------
+        ConfigError
+            For an unknown key, a section that is not a mapping, a value of the wrong type or an
+            impossible setting, naming the dotted key.
+        """
+        if not isinstance(values, Mapping):
+            raise ConfigError("config", f"expected a mapping, got {short_repr(values)}")
+        _refuse_unknown(values, [f.name for f in dataclasses.fields(cls)], prefix="")
+        kwargs = dict(values)
+        for section in cls.SECTIONS:
+            if section in values:
+                kwargs[section] = _section_from_dict(section, values[section])
+        return cls(**kwargs)
+
+    def with_overrides(self, assignments: list[str] | Mapping[str, Any]) -> RunConfig:
+        """A validated copy with ``assignments`` applied; later ones win.
+
+        Parameters
+        ----------
+        assignments : list of str or mapping
+            ``KEY=VALUE`` text as given to ``--set`` (the value is read by the field's type), or
+            dotted keys to values already parsed.
+
+        Returns
+        -------
+        RunConfig
+            A new configuration; ``self`` is left alone.
+
+        Raises
+        ------
+        ConfigError
+            For a malformed assignment, an unknown key, an unreadable value or an impossible
+            setting, naming the key.
+        """
+        return RunConfig.from_dict(nest({**self.flat(), **typed_assignments(assignments)}))
 
     def validate(self) -> RunConfig:
-        """Refuse impossible settings before anything is trained."""
-        def within(value: float, low: float, high: float) -> tuple[bool, str]:
-            return low <= value <= high, f"must be in [{low:,}, {high:,}]"
+        """Convert each setting to its declared type and refuse impossible ones.
 
-        a, p, i, d, r = self.autoencoder, self.pretrain, self.init, self.dec, self.registry
-        checks: list[tuple[str, bool, str]] = [
-            # numpy's and TensorFlow's seeds are unsigned 32-bit: a larger one crashed training.
-            ("seed", *within(self.seed, 0, MAX_SEED)),
-            ("data.n_samples", self.data.n_samples is None
-             or 1 <= self.data.n_samples <= MAX_COUNT, f"must be in [1, {MAX_COUNT:,}] or none"),
-            ("data.dataset", bool(self.data.dataset.strip()), "must name 'mnist' or a path"),
-            ("data.dataset", len(self.data.dataset) <= 4096, "must be at most 4096 characters"),
-            ("autoencoder.hidden_dims", 1 <= len(a.hidden_dims) <= MAX_LAYERS,
-             f"needs 1 to {MAX_LAYERS} layers"),
-            ("autoencoder.hidden_dims", all(1 <= n <= MAX_UNITS for n in a.hidden_dims),
-             f"every layer needs 1 to {MAX_UNITS:,} units"),
-            ("autoencoder.embedding_dim", *within(a.embedding_dim, 1, MAX_UNITS)),
-            ("pretrain.epochs", *within(p.epochs, 0, MAX_EPOCHS)),
-            ("pretrain.min_steps", *within(p.min_steps, 0, MAX_STEPS)),
-            ("pretrain.batch_size", *within(p.batch_size, 1, MAX_BATCH)),
-            ("pretrain.optimizer", p.optimizer in ("sgd", "adam"), "must be 'sgd' or 'adam'"),
-            ("pretrain.learning_rate", 0 < p.learning_rate <= 100, "must be in (0, 100]"),
-            ("pretrain.momentum", 0 <= p.momentum < 1, "must be in [0, 1)"),
-            ("pretrain.checkpoint_every", *within(p.checkpoint_every, 0, MAX_EPOCHS)),
-            ("pretrain.checkpoint_min_seconds", *within(p.checkpoint_min_seconds, 0, 86_400)),
-            ("pretrain.augment_shift", *within(p.augment_shift, 0, 64)),
-            ("pretrain.precision", p.precision in PRECISIONS,
-             "must be " + ", ".join(map(repr, PRECISIONS))),
-            ("init.method", i.method in ("kmeans", "umap"), "must be 'kmeans' or 'umap'"),
-            ("init.umap_neighbors", *within(i.umap_neighbors, 2, 10_000)),
-            ("init.umap_components", *within(i.umap_components, 0, MAX_UNITS)),
-            ("init.n_init", *within(i.n_init, 1, 1_000)),
-            ("init.max_iter", *within(i.max_iter, 1, MAX_STEPS)),
-            # One cluster is no clustering: DEC's target distribution is then constant.
-            ("dec.n_clusters", *within(d.n_clusters, 2, MAX_CLUSTERS)),
-            ("dec.alpha", 0 < d.alpha <= 1_000, "must be in (0, 1000]"),
-            ("dec.maxiter", *within(d.maxiter, 0, MAX_STEPS)),
-            ("dec.update_interval", *within(d.update_interval, 1, MAX_STEPS)),
-            ("dec.tol", 0 <= d.tol <= 1, "must be in [0, 1]"),
-            ("dec.batch_size", *within(d.batch_size, 1, MAX_BATCH)),
-            ("dec.learning_rate", 0 < d.learning_rate <= 100, "must be in (0, 100]"),
-            ("dec.momentum", 0 <= d.momentum < 1, "must be in [0, 1)"),
-            ("dec.warmup_iterations", *within(d.warmup_iterations, 0, MAX_STEPS)),
-            ("dec.precision", d.precision in PRECISIONS,
-             "must be " + ", ".join(map(repr, PRECISIONS))),
-            ("registry.promotion_criterion",
-             r.promotion_criterion in ("auto", "acc", "silhouette"),
-             "must be 'auto', 'acc' or 'silhouette'"),
-            ("registry.promotion_tolerance", 0 <= r.promotion_tolerance <= 1,
-             "must be in [0, 1]"),
-            ("registry.max_champion_drop", 0 <= self.registry.max_champion_drop <= 1,
-             "must be in [0, 1]"),
-        ]
-        for key, ok, problem in checks:
-            if not ok:
-                raise ConfigError(key, f"{problem} (got {short_repr(self.flat()[key])})")
+        Building a configuration already does this; call it again only after changing one in
+        place (as a user of ``DEC`` might).
+
+        Returns
+        -------
+        RunConfig
+            ``self``, each value of its declared type (an integral 40.0 given for an integer
+            becomes 40).
+
+        Raises
+        ------
+        ConfigError
+            Naming the first setting at fault, what it must be, and (briefly) the value.
+        """
+        for item in declared_settings():
+            owner = self if item.section is None else getattr(self, item.section)
+            value = convert(item.key, getattr(owner, item.name), item.hint)
+            setattr(owner, item.name, value)
+            problem = (None if value is None or item.constraint is None
+                       else item.constraint.problem(value))
+            if problem:
+                none = " or none" if item.optional else ""
+                raise ConfigError(item.key, f"{problem}{none} (got {short_repr(value)})")
         if self.data.n_samples is not None and self.dec.n_clusters > self.data.n_samples:
             raise ConfigError(
                 "dec.n_clusters",
@@ -232,65 +316,111 @@ class RunConfig:
         return self
 
 
-def _preset_seed() -> RunConfig:
-    """The published recipe, kept faithful so that it can be compared against."""
-    return RunConfig()
+RunConfig.SECTIONS = tuple(
+    name for name, hint in typing.get_type_hints(RunConfig).items()
+    if dataclasses.is_dataclass(hint))
 
 
-def _preset_default() -> RunConfig:
-    """Full MNIST in about six minutes on a 2-core CPU, well above the published recipe.
+@dataclass(frozen=True)
+class Setting:
+    """One declared setting, as validation, ``config show`` and the README's table see it.
 
-    Adam pretraining converges in a fraction of the recipe's 300 SGD epochs; the manifold
-    initialisation (UMAP + GMM on the embedding, as in N2D) and a warm-up towards it replace
-    K-Means, which is what lifts accuracy (measurements in BENCHMARKS.md).
+    Parameters
+    ----------
+    key : str
+        The dotted key (``pretrain.epochs``; ``seed`` has no section).
+    section : str or None
+        The section holding it, None for a top-level setting.
+    name : str
+        The field's name in its section.
+    hint : type
+        The declared type.
+    default : object
+        The field's default (that of the ``seed`` preset, the published recipe).
+    doc : str
+        What it does, in Markdown.
+    constraint : Constraint or None
+        The values allowed; None where the type alone says (true/false).
     """
-    return RunConfig(
-        pretrain=PretrainConfig(epochs=40, min_steps=10_000, optimizer="adam",
-                                learning_rate=1e-3, precision="auto",
-                                checkpoint_min_seconds=30.0),
-        init=InitConfig(method="umap", n_init=4),
-        dec=DECConfig(maxiter=2800, warmup_iterations=1400, precision="auto"),
-    )
+
+    key: str
+    section: str | None
+    name: str
+    hint: Any
+    default: Any
+    doc: str
+    constraint: Constraint | None
+
+    @property
+    def optional(self) -> bool:
+        """Whether the setting may be none (its type is ``X | None``)."""
+        return type(None) in typing.get_args(self.hint)
+
+    def allowed(self) -> str:
+        """The values accepted, in words: ``[1, 1,000,000,000] or none``."""
+        text = "true or false" if self.constraint is None else self.constraint.describe()
+        return f"{text} or none" if self.optional else text
 
 
-def _preset_best() -> RunConfig:
-    """The most accurate preset, at about 1.5 times the default's time.
+@functools.cache
+def declared_settings() -> tuple[Setting, ...]:
+    """Every setting of ``RunConfig`` in declaration order, with its type, doc and constraint.
 
-    ``default`` plus random shifts of up to 2 pixels while pretraining, and 60 epochs instead of
-    40: the autoencoder learns an embedding that does not hinge on exact pixel positions (as in
-    DEC-DA, Guo et al. 2018), which the manifold initialisation then separates better.
+    Returns
+    -------
+    tuple of Setting
+        ``seed`` first, then each section's fields in order.
     """
-    config = _preset_default()
-    config.pretrain.epochs = 60
-    config.pretrain.augment_shift = 2
-    return config
+    found: list[Setting] = []
+    owners: list[tuple[str | None, type]] = [(None, RunConfig)]
+    hints = typing.get_type_hints(RunConfig)
+    owners += [(name, hints[name]) for name in RunConfig.SECTIONS]
+    for section, cls in owners:
+        cls_hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if "doc" not in f.metadata:  # a section, declared by its own fields
+                continue
+            default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+            found.append(Setting(
+                key=f.name if section is None else f"{section}.{f.name}", section=section,
+                name=f.name, hint=cls_hints[f.name], default=default, doc=f.metadata["doc"],
+                constraint=f.metadata["constraint"]))
+    return tuple(found)
 
 
-def _preset_quick() -> RunConfig:
-    """A smoke test of the default's code path: a small subset and a few epochs."""
-    return RunConfig(
-        data=DataConfig(n_samples=2000),
-        pretrain=PretrainConfig(epochs=60, optimizer="adam", learning_rate=1e-3,
-                                checkpoint_every=10, precision="auto"),
-        init=InitConfig(method="umap", n_init=2),
-        dec=DECConfig(maxiter=400, update_interval=40, warmup_iterations=80, precision="auto"),
-    )
+@functools.cache
+def _settings_by_key() -> dict[str, Setting]:
+    return {item.key: item for item in declared_settings()}
 
 
-PRESETS: dict[str, typing.Callable[[], RunConfig]] = {
-    "seed": _preset_seed,
-    "default": _preset_default,
-    "best": _preset_best,
-    "quick": _preset_quick,
-}
+def typed_assignments(assignments: list[str] | Mapping[str, Any]) -> dict[str, Any]:
+    """Dotted keys to values of their declared types, from ``KEY=VALUE`` text or a mapping.
 
+    Parameters
+    ----------
+    assignments : list of str or mapping
+        ``--set`` text (read by the field's type) or dotted keys to values already parsed.
 
-def preset(name: str = "default") -> RunConfig:
-    try:
-        return PRESETS[name]().validate()
-    except KeyError:
-        raise ConfigError("preset", f"unknown preset {name!r}; known: "
-                          + ", ".join(PRESETS)) from None
+    Returns
+    -------
+    dict
+        Each key to its converted value; a key assigned twice keeps the later value.
+
+    Raises
+    ------
+    ConfigError
+        For a malformed assignment, an unknown key or a value that cannot be converted.
+    """
+    from_text = not isinstance(assignments, Mapping)
+    items = (list(assignments.items()) if isinstance(assignments, Mapping)
+             else [_split_assignment(a) for a in assignments])
+    known = _settings_by_key()
+    typed: dict[str, Any] = {}
+    for key, value in items:
+        if key not in known:
+            raise ConfigError(key, "unknown key; known keys: " + ", ".join(known))
+        typed[key] = convert(key, value, known[key].hint, from_text=from_text)
+    return typed
 
 
 def _split_assignment(assignment: str) -> tuple[str, str]:
@@ -300,78 +430,20 @@ def _split_assignment(assignment: str) -> tuple[str, str]:
     return key.strip(), value.strip()
 
 
-_NONE_WORDS = {"none", "null", "~", ""}
-_TRUE_WORDS = {"true", "yes", "on", "1"}
-_FALSE_WORDS = {"false", "no", "off", "0"}
-
-
-def _coerce(key: str, raw: Any, hint: Any) -> Any:
-    """Convert ``raw`` (a string from the command line, or a parsed config value) to ``hint``."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        if raw is None or (isinstance(raw, str) and raw.lower() in _NONE_WORDS):
-            return None
-        return _coerce(key, raw, args[0])
-    if origin is list:
-        (item,) = typing.get_args(hint)
-        if isinstance(raw, str):
-            raw = [part for part in raw.strip("[]").split(",") if part.strip()]
-        if not isinstance(raw, list | tuple):
-            raise ConfigError(key, f"expected a list, got {short_repr(raw)}")
-        return [_coerce(key, part, item) for part in raw]
-    try:
-        if hint is bool:
-            if isinstance(raw, bool):
-                return raw
-            word = str(raw).lower()
-            if word in _TRUE_WORDS | _FALSE_WORDS:
-                return word in _TRUE_WORDS
-            raise ValueError(raw)
-        if hint is int:
-            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
-                raise ValueError(raw)
-            return int(str(raw).strip()) if isinstance(raw, str) else int(raw)
-        if hint is float:
-            if isinstance(raw, bool):
-                raise ValueError(raw)
-            value = float(raw)
-            if value != value or value in (float("inf"), float("-inf")):
-                raise ValueError(raw)
-            return value
-        if hint is str:
-            if not isinstance(raw, str | int | float):
-                raise ValueError(raw)
-            return str(raw)
-    except (TypeError, ValueError):
-        raise ConfigError(key, f"cannot read {short_repr(raw)} as {_type_name(hint)}") from None
-    raise ConfigError(key, f"unsupported type {hint!r}")
-
-
-def _type_name(hint: Any) -> str:
-    return {int: "an integer", float: "a number", bool: "true/false", str: "text"}.get(
-        hint, str(hint)
-    )
-
-
-def _from_dict(cls: type, values: Any, prefix: str) -> Any:
-    if not isinstance(values, dict):
-        raise ConfigError(prefix.rstrip(".") or "config",
-                          f"expected a mapping, got {short_repr(values)}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
+def _refuse_unknown(values: Mapping[str, Any], names: list[str], prefix: str) -> None:
+    unknown = sorted(str(k) for k in set(values) - set(names))
     if unknown:
         raise ConfigError(prefix + unknown[0], "unknown key; known keys: "
                           + ", ".join(prefix + n for n in sorted(names)))
-    kwargs = {}
-    for name, value in values.items():
-        hint = hints[name]
-        if dataclasses.is_dataclass(hint):
-            kwargs[name] = _from_dict(hint, value, prefix=f"{prefix}{name}.")
-        else:
-            kwargs[name] = _coerce(prefix + name, value, hint)
-    return cls(**kwargs)
+
+
+def _section_from_dict(section: str, values: Any) -> Any:
+    """The section's dataclass from its values as given; ``RunConfig`` converts and checks them."""
+    if not isinstance(values, Mapping):
+        raise ConfigError(section, f"expected a mapping, got {short_repr(values)}")
+    cls = typing.get_type_hints(RunConfig)[section]
+    _refuse_unknown(values, [f.name for f in dataclasses.fields(cls)], prefix=f"{section}.")
+    return cls(**values)
 
 
 def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -383,3 +455,15 @@ def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[prefix + key] = value
     return flat
+
+
+def nest(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """Dotted keys to nested sections, the inverse of ``flatten``: ``{"dec": {"tol": 0.1}}``."""
+    nested: dict[str, Any] = {}
+    for key, value in flat.items():
+        section, dot, name = key.partition(".")
+        if dot:
+            nested.setdefault(section, {})[name] = value
+        else:
+            nested[key] = value
+    return nested

@@ -11,7 +11,7 @@ import os
 import keras
 import numpy as np
 
-from dec_lib.config.sections import RunConfig, preset
+from dec_lib.config import RunConfig, preset
 from dec_lib.data.validation import check_images, check_n_clusters
 from dec_lib.errors import NotFittedError
 from dec_lib.model.autoencoder import build_autoencoder, embed, encoder_of, pretrain_autoencoder

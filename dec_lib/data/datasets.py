@@ -9,7 +9,6 @@ build nothing but numpy arrays.
 
 from __future__ import annotations
 
-import errno
 import gzip
 import importlib.util
 import logging
@@ -32,13 +31,14 @@ from numpy._core.multiarray import _reconstruct
 
 from dec_lib.data.validation import check_images, check_labels
 from dec_lib.errors import ConfigError, DataError
+from dec_lib.runtime.paths import check_source_path
 
 __all__ = [
     "MAX_DECOMPRESSED_BYTES",
     "MAX_HELD_BYTES",
     "Dataset",
     "Provenance",
-    "check_source_path",
+    "check_data_path",
     "load_dataset",
     "load_dataset_with_provenance",
     "read_dataset",
@@ -252,42 +252,9 @@ def read_dataset(path: str | os.PathLike[str]) -> Dataset:
 # --- dispatch --------------------------------------------------------------------------------
 
 
-_FILE_KINDS = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFCHR: "a character device",
-               stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}
-
-
-def check_source_path(path: str | os.PathLike[str], what: str = "data",
-                      directory_ok: bool = True) -> os.stat_result:
-    """Refuse, before opening it, a path that is missing, a symlink loop, or not a regular file
-    (or a directory, where ``directory_ok``).
-
-    Opening a FIFO blocks until something writes to it, and a device never ends: a step handed
-    one hung forever with its run left RUNNING.
-
-    Raises:
-        DataError: naming the path and what it is.
-    """
-    where = str(path)
-    try:
-        info = os.stat(path)
-    except OSError as error:
-        if error.errno == errno.ELOOP:
-            raise DataError(where, "symbolic link loop (a link that leads back to itself); "
-                            "point it at the file") from None
-        if error.errno in (errno.ENOENT, errno.ENOTDIR):
-            if what != "data":
-                raise DataError(where, f"{what} not found") from None
-            raise DataError(where, f"no such file or directory (expected {ACCEPTED_FORMATS})"
-                            ) from None
-        raise DataError(where, f"cannot read the {what}: {error.strerror or error}") from None
-    if stat.S_ISDIR(info.st_mode):
-        if not directory_ok:
-            raise DataError(where, f"is a directory, not a {what}")
-    elif not stat.S_ISREG(info.st_mode):
-        kind = _FILE_KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file")
-        raise DataError(where, f"is {kind}, not a regular file; refused (reading it could "
-                        f"block forever); pass a {what} file")
-    return info
+def check_data_path(path: str | os.PathLike[str]) -> os.stat_result:
+    """``check_source_path`` for a data source: a missing one is told the accepted formats."""
+    return check_source_path(path, "data", expected=ACCEPTED_FORMATS)
 
 
 def check_source(source: str | os.PathLike[str]) -> None:
@@ -304,7 +271,7 @@ def check_source(source: str | os.PathLike[str]) -> None:
     if isinstance(source, str) and (source == "mnist" or "://" in source):
         return
     path = Path(os.fspath(source))
-    if stat.S_ISDIR(check_source_path(path).st_mode):
+    if stat.S_ISDIR(check_data_path(path).st_mode):
         from dec_lib.data.image_folder import png_files
 
         if not any(_find_idx(path, split, "images", 3) for split in _IDX_SPLITS) \
@@ -320,7 +287,7 @@ def check_source(source: str | os.PathLike[str]) -> None:
 
 def _load_path(path: Path) -> Dataset:
     where = str(path)
-    if stat.S_ISDIR(check_source_path(path).st_mode):
+    if stat.S_ISDIR(check_data_path(path).st_mode):
         return _load_directory(path)
     name = path.name.lower()
     if name.endswith(".npz"):
