@@ -32,6 +32,7 @@ from numpy._core.multiarray import _reconstruct
 
 from dec_lib.data.validation import check_images, check_labels
 from dec_lib.errors import ConfigError, DataError
+from dec_lib.runtime.files import replaced
 
 __all__ = [
     "MAX_DECOMPRESSED_BYTES",
@@ -209,16 +210,12 @@ def save_dataset(dataset: Dataset, path: str | os.PathLike[str]) -> None:
     if dataset.y is not None:
         arrays["y"] = np.asarray(dataset.y, dtype=np.int64)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
     try:
-        with open(tmp, "wb") as f:
+        with replaced(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, **arrays)
-        os.replace(tmp, path)
     except OSError as error:  # disk full, quota, read-only: say where, not a traceback
         raise DataError(str(path), f"cannot write the dataset: "
                                    f"{error.strerror or error}") from error
-    finally:
-        tmp.unlink(missing_ok=True)
     logger.info("saved %r to %s", dataset, path)
 
 
