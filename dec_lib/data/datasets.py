@@ -108,10 +108,12 @@ class Dataset:
 
     @property
     def n_samples(self) -> int:
+        """The number of images."""
         return int(self.x.shape[0])
 
     @property
     def n_features(self) -> int:
+        """Pixels per image, the width of the flat ``x``."""
         return int(self.x.shape[1])
 
     def __repr__(self) -> str:
@@ -133,9 +135,12 @@ def load_dataset(
     ``https://`` URI (see `dec_lib.data.remote`). ``n_samples`` draws a sorted random subset
     with ``seed``, for quick runs whose samples keep their original relative order.
 
-    Raises:
-        DataError: the source is missing, unreadable, corrupt or holds unusable values.
-        ConfigError: on 'data.n_samples' when it is not a positive integer.
+    Raises
+    ------
+    DataError
+        the source is missing, unreadable, corrupt or holds unusable values.
+    ConfigError
+        on 'data.n_samples' when it is not a positive integer.
     """
     return load_dataset_with_provenance(source, n_samples=n_samples, seed=seed)[0]
 
@@ -222,8 +227,10 @@ def save_dataset(dataset: Dataset, path: str | os.PathLike[str]) -> None:
 def read_dataset(path: str | os.PathLike[str]) -> Dataset:
     """Read a Dataset written by `save_dataset`, validating it as if it were new input.
 
-    Raises:
-        DataError: the file is missing, corrupt, or was not written by `save_dataset`.
+    Raises
+    ------
+    DataError
+        the file is missing, corrupt, or was not written by `save_dataset`.
     """
     path = Path(path)
     where = str(path)
@@ -261,8 +268,10 @@ def check_source_path(path: str | os.PathLike[str], what: str = "data",
     Opening a FIFO blocks until something writes to it, and a device never ends: a step handed
     one hung forever with its run left RUNNING.
 
-    Raises:
-        DataError: naming the path and what it is.
+    Raises
+    ------
+    DataError
+        naming the path and what it is.
     """
     where = str(path)
     try:
@@ -295,8 +304,10 @@ def check_source(source: str | os.PathLike[str]) -> None:
     CLI calls it before any step or MLflow run exists; ``load_dataset`` does the same checks
     again, and the ones that need the pixels, in the ingest step.
 
-    Raises:
-        DataError: as ``load_dataset`` would for the same source.
+    Raises
+    ------
+    DataError
+        as ``load_dataset`` would for the same source.
     """
     if isinstance(source, str) and (source == "mnist" or "://" in source):
         return

@@ -26,6 +26,16 @@ TF_INTRA_ENV, TF_INTER_ENV = "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"
 
 @dataclass(frozen=True)
 class CpuLimit:
+    """How many CPUs this process may use, and what said so.
+
+    Parameters
+    ----------
+    cpus : int
+        Whole CPUs the process may use.
+    source : str
+        Where the number came from.
+    """
+
     cpus: int
     """Whole CPUs the process may use: the quota rounded up, at most the usable CPUs."""
     source: str
