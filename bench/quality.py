@@ -19,8 +19,9 @@ import sys
 import time
 from pathlib import Path
 
+from dec_lib.names import STEPS
+
 RESULTS = Path(__file__).resolve().parent / "results"
-PHASES = ("ingest", "pretrain", "kmeans_init", "dec_train", "evaluate", "register")
 
 
 def run_seed(preset: str, seed: int, work_root: Path, overrides: list[str]) -> dict:
@@ -53,12 +54,12 @@ def run_seed(preset: str, seed: int, work_root: Path, overrides: list[str]) -> d
 
 def table(records: list[dict]) -> str:
     lines = ["| seed | ACC | NMI | ARI | init ACC | DEC iters | "
-             + " | ".join(f"{p} s" for p in PHASES) + " | wall s |",
-             "|---" * (7 + len(PHASES)) + "|"]
+             + " | ".join(f"{p} s" for p in STEPS) + " | wall s |",
+             "|---" * (7 + len(STEPS)) + "|"]
     for r in records:
         lines.append(f"| {r['seed']} | {r['acc']:.4f} | {r['nmi']:.4f} | {r['ari']:.4f} | "
                      f"{r['init_acc']:.4f} | {r['dec_iterations']:.0f} | "
-                     + " | ".join(f"{r['phase_seconds'][p]:.0f}" for p in PHASES)
+                     + " | ".join(f"{r['phase_seconds'][p]:.0f}" for p in STEPS)
                      + f" | {r['wall_seconds']:.0f} |")
     for name, pick in (("median", statistics.median), ("min", min), ("max", max)):
         cells = [pick([r[k] for r in records]) for k in ("acc", "nmi", "ari", "init_acc")]
@@ -66,7 +67,7 @@ def table(records: list[dict]) -> str:
         lines.append(f"| **{name}** | " + " | ".join(f"{c:.4f}" for c in cells) + " | | "
                      + " | ".join(
                          f"{pick([r['phase_seconds'][p] for r in records]):.0f}"
-                         for p in PHASES) + f" | {wall:.0f} |")
+                         for p in STEPS) + f" | {wall:.0f} |")
     return "\n".join(lines)
 
 

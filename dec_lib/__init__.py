@@ -5,7 +5,8 @@ around it, and a notebook can use it directly.
 """
 
 from dec_lib.errors import ConfigError, DataError, DecError, NotFittedError, TrackingError
+from dec_lib.version import installed_version
 
-__version__ = "0.1.0"
+__version__ = installed_version()
 
 __all__ = ["ConfigError", "DataError", "DecError", "NotFittedError", "TrackingError", "__version__"]

@@ -1,7 +1,8 @@
 """``dec-pipeline``: run the DAG locally, compile it, submit or schedule it, predict with a model.
 
-The CLI decides what the user sees: progress comes from the steps' logs, and every command ends
-with one summary or one error line (exit status 1 for a user mistake).
+The CLI decides what the user sees: progress comes from the steps' log events
+(``dec_lib.runtime.events``), and every command ends with one summary or one error line (exit
+status 1 for a user mistake).
 """
 
 import argparse
@@ -17,16 +18,17 @@ import time
 import warnings
 from pathlib import Path
 
+from dec_lib import names
 from dec_lib.config import PRESETS, RunConfig, preset
 from dec_lib.errors import DecError, short_text
 from dec_lib.mlops.registry_names import check_model_name
-from dec_lib.runtime.progress import LINE_PATTERN, format_duration, setup_logging
+from dec_lib.runtime import events
+from dec_lib.runtime.files import replaced
+from dec_lib.runtime.progress import format_duration, log_line, setup_logging
 from pipelines.backends import BACKENDS, DEFAULT_BACKEND
 from pipelines.interrupts import GRACE_SECONDS, Interrupted, descendants, stop_on_signals, wait_gone
 
 log = logging.getLogger("dec.cli")
-
-PHASES = ("ingest", "pretrain", "kmeans_init", "dec_train", "evaluate", "register")
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:
@@ -80,12 +82,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from dec_lib.data.datasets import check_source
 
     check_source(config.data.dataset)  # what names and headers tell, before any run exists
-    error_file = work_dir / f".errors-{os.getpid()}"
-    error_file.unlink(missing_ok=True)
-    run_id_file = work_dir / f".runs-{os.getpid()}"
-    run_id_file.unlink(missing_ok=True)
-    os.environ.update({"TF_CPP_MIN_LOG_LEVEL": "2", "DEC_ERROR_FILE": str(error_file),
-                       tracking.RUN_ID_FILE_ENV: str(run_id_file),
+    os.environ.update({"TF_CPP_MIN_LOG_LEVEL": "2",
                        "DEC_LOG_LEVEL": logging.getLevelName(log.getEffectiveLevel())})
     log.info("%s on %s: %s", _config_source(args), config.data.dataset,
              ", ".join(f"{k}={v}" for k, v in config.flat().items()
@@ -98,10 +95,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     pipeline = build_pipeline(config, placement, model_name=args.model_name, cache=False)
     log_path = work_dir / "logs" / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
     started = time.perf_counter()
+    output = StepOutput(log_path, show_all=args.verbose)
     with stop_on_signals():
         try:
-            with (warnings.catch_warnings(),
-                  StepOutput(log_path, show_all=args.verbose) as output):
+            with warnings.catch_warnings(), output:
                 # Locally the components run in this environment, so the cluster-only task
                 # settings (images, resources, accelerators) are expected to be ignored.
                 warnings.filterwarnings("ignore", message=".*non-Python base image.*")
@@ -113,23 +110,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         except Interrupted as stop:
             wait_gone(stop.pids + descendants(), GRACE_SECONDS + 1)
             stop.detail = _end_runs_left_running(
-                run_id_file, tracking_uri, "KILLED",
+                output.run_ids, tracking_uri, "KILLED",
                 f"interrupted by {signal.Signals(stop.signum).name} (dec-pipeline run)")
             raise
     wall = time.perf_counter() - started
     registered = task.outputs.get("Output")
     if registered is None or not registered.metadata:
-        reason = error_file.read_text().strip() if error_file.exists() else ""
-        error_file.unlink(missing_ok=True)
+        reason = output.errors[-1] if output.errors else ""
         if not reason:
             if not args.verbose:
                 sys.stderr.write("".join(output.tail))
             reason = f"a pipeline step failed; the full log is {log_path}"
         # A step that died without a word (killed, crashed) could not end the run itself.
-        _end_runs_left_running(run_id_file, tracking_uri, "FAILED",
+        _end_runs_left_running(output.run_ids, tracking_uri, "FAILED",
                                reason.splitlines()[-1])
         raise DecError(reason.splitlines()[-1])
-    run_id_file.unlink(missing_ok=True)
     log.info("full log: %s", log_path)
     summary = _summary(registered.metadata, config, wall)
     _print_summary(summary)
@@ -161,29 +156,25 @@ def _local_runner(args: argparse.Namespace, config: RunConfig, work_dir: Path,
     return runner, Placement(image=image, gpu_image=image, local=True), config
 
 
-def _end_runs_left_running(run_id_file: Path, tracking_uri: str, status: str,
+def _end_runs_left_running(run_ids: list[str], tracking_uri: str, status: str,
                            reason: str) -> str:
-    """End with ``status`` the MLflow runs this run's steps opened and left RUNNING; returns
-    where the pipeline stopped and which run, for the one line the user sees."""
+    """End with ``status`` the MLflow runs ``run_ids`` (the steps' run events) left RUNNING;
+    returns where the pipeline stopped and which run, for the one line the user sees."""
     import mlflow
 
     from dec_lib.mlops import tracking
 
-    try:
-        run_ids = list(dict.fromkeys(run_id_file.read_text().split()))
-    except OSError:
+    if not run_ids:
         return "before any step started; no MLflow run was created"
-    finally:
-        run_id_file.unlink(missing_ok=True)
     mlflow.set_tracking_uri(tracking_uri)
     where = ""
     for run_id in run_ids:
         try:
-            where = tracking.end_if_left_running(run_id, status, reason, PHASES)
+            where = tracking.end_if_left_running(run_id, status, reason, names.STEPS)
         except Exception as error:  # the user's line is about the pipeline, not this
             log.warning("could not mark MLflow run %s %s: %s", run_id, status,
                         tracking.redact(str(error)))
-    return f"stopped {where}; MLflow run {run_ids[-1]} is {status}" if run_ids else ""
+    return f"stopped {where}; MLflow run {run_ids[-1]} is {status}"
 
 
 def writable_work_dir(path: str) -> Path:
@@ -233,13 +224,29 @@ def writable_output(path: str) -> Path:
 class StepOutput:
     """Stands in for stdout while the local runner streams the steps' output.
 
-    Everything goes to a log file; the terminal gets only the steps' own progress lines (all
-    of it with ``--verbose``), and the last lines are kept to show when a step crashes.
+    kfp.local's runners relay each step's stdout and stderr here, with the step's events
+    (``dec_lib.runtime.events``) among them. Log events become text lines, in the log file and
+    on the terminal; run and error events are collected for ``cmd_run``; any other line goes to
+    the log file, and to the terminal only with ``--verbose``. The last lines are kept to show
+    when a step crashes without an error event.
+
+    Parameters
+    ----------
+    log_path : pathlib.Path
+        The full log of the run.
+    show_all : bool, default False
+        Show every line on the terminal (``--verbose``), not only the steps' log events.
+    keep : int, default 40
+        How many of the last lines to keep in ``tail``.
     """
 
     def __init__(self, log_path: Path, show_all: bool = False, keep: int = 40):
         self.log_path, self.show_all, self.keep = log_path, show_all, keep
         self.tail: list[str] = []
+        self.run_ids: list[str] = []
+        """The MLflow runs the steps opened, in order, each once."""
+        self.errors: list[str] = []
+        """The steps' error lines, in order."""
         self._pending = ""
 
     def __enter__(self) -> "StepOutput":
@@ -249,25 +256,52 @@ class StepOutput:
         return self
 
     def __exit__(self, *exc) -> None:
-        sys.stdout = self._stdout
         if self._pending:
             self.write("\n")
+        sys.stdout = self._stdout
         self._file.close()
 
     def write(self, text: str) -> int:
-        self._file.write(text)
+        """Take ``text`` from the runner; complete lines are handled at once.
+
+        Parameters
+        ----------
+        text : str
+            Output in any pieces (the docker runner relays chunks, not lines).
+
+        Returns
+        -------
+        int
+            ``len(text)``, as ``sys.stdout.write`` does.
+        """
         self._pending += text
         *lines, self._pending = self._pending.split("\n")
         for line in lines:
-            self.tail = [*self.tail[-self.keep + 1:], line + "\n"]
-            if self.show_all:
-                self._stdout.write(line + "\n")
-            elif LINE_PATTERN.match(line):
-                self._stdout.write(line.strip() + "\n")
+            self._take(line)
         self._stdout.flush()
         return len(text)
 
+    def _take(self, line: str) -> None:
+        event = events.parse(line)
+        if event is not None and event.kind == events.RUN:
+            if event.fields["run_id"] not in self.run_ids:
+                self.run_ids.append(event.fields["run_id"])
+            return
+        if event is not None and event.kind == events.ERROR:
+            self.errors.append(event.message)  # the step logged it too, as a log event
+            return
+        if event is None:
+            text, shown = line, self.show_all
+        else:  # a log event: the text line it stands for, indented as the runner indents
+            indent = line[:len(line) - len(line.lstrip())]
+            text, shown = indent + log_line(event.fields).replace("\n", "\n" + indent), True
+        self._file.write(text + "\n")
+        self.tail = [*self.tail[-self.keep + 1:], text + "\n"]
+        if shown:
+            self._stdout.write((text if self.show_all else text.strip()) + "\n")
+
     def flush(self) -> None:
+        """Flush the log file and the terminal."""
         self._file.flush()
         self._stdout.flush()
 
@@ -298,9 +332,9 @@ def _summary(registered: dict, config: RunConfig, wall: float) -> dict:
         "seed": config.seed,
         "wall_seconds": round(wall, 2),
         "phase_seconds": {p: round(metrics.get(f"phase_seconds.{p}", float("nan")), 2)
-                          for p in PHASES},
+                          for p in names.STEPS},
         "peak_memory_mb": {p: round(metrics.get(f"peak_memory_mb.{p}", float("nan")))
-                           for p in PHASES},
+                           for p in names.STEPS},
         "config": config.to_dict(),
     }
 
@@ -479,17 +513,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     predictions.insert(0, "index", range(len(predictions)))
     if files:
         predictions.insert(1, "file", [f.name for f in files])
-    # Through a temporary file in the same folder: a reader never sees half a CSV, and an
-    # interrupted run leaves the previous output in place.
-    tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
+    # Atomically: a reader never sees half a CSV, and an interrupted run leaves the previous
+    # output in place.
     try:
-        predictions.to_csv(tmp, index=False)
-        os.replace(tmp, output)
+        with replaced(output) as tmp:
+            predictions.to_csv(tmp, index=False)
     except OSError as error:
         raise DecError(f"{output}: cannot write the predictions ({error.strerror or error})"
                        ) from None
-    finally:
-        tmp.unlink(missing_ok=True)
     print(f"wrote {len(predictions)} predictions to {args.output}")
     return 0
 
@@ -716,8 +747,10 @@ def _add_kfp_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--namespace", default=None, help="Kubernetes namespace (multi-user)")
     parser.add_argument("--existing-token", default=None,
                         help="bearer token (default: $KF_PIPELINES_TOKEN)")
-    parser.add_argument("--experiment", default="dec", help="KFP experiment, created if missing")
-    parser.add_argument("--model-name", default="dec-mnist")
+    parser.add_argument("--experiment", default=names.DEFAULT_EXPERIMENT,
+                        help="KFP experiment, created if missing (default: %(default)s)")
+    parser.add_argument("--model-name", default=names.DEFAULT_MODEL_NAME,
+                        help="registered model name (default: %(default)s)")
     parser.add_argument("--mlflow-uri", help="tracking URI the pods use (default: "
                         "MLFLOW_TRACKING_URI from the --mlflow-secret Secret)")
     _add_placement_options(parser)
@@ -830,10 +863,10 @@ def make_parser() -> argparse.ArgumentParser:
                      "MLflow store (default: ./%(default)s)")
     run.add_argument("--mlflow-uri", help="tracking URI (default: $MLFLOW_TRACKING_URI, else "
                      "sqlite:///<work-dir>/mlflow.db)")
-    run.add_argument("--experiment", default="dec", help="MLflow experiment (default: "
-                     "%(default)s)")
-    run.add_argument("--model-name", default="dec-mnist", help="registered model name "
-                     "(default: %(default)s)")
+    run.add_argument("--experiment", default=names.DEFAULT_EXPERIMENT,
+                     help="MLflow experiment (default: %(default)s)")
+    run.add_argument("--model-name", default=names.DEFAULT_MODEL_NAME,
+                     help="registered model name (default: %(default)s)")
     run.add_argument("--summary", metavar="FILE.json", help="write the run summary as JSON")
     run.add_argument("--runner", choices=("subprocess", "docker"), default="subprocess",
                      help="subprocess: every step in this Python environment (default); "
@@ -847,14 +880,15 @@ def make_parser() -> argparse.ArgumentParser:
     comp = commands.add_parser("compile", help="compile the DAG to a KFP package (YAML)")
     _add_config_options(comp)
     comp.add_argument("--output", required=True, metavar="FILE.yaml")
-    comp.add_argument("--model-name", default="dec-mnist")
+    comp.add_argument("--model-name", default=names.DEFAULT_MODEL_NAME,
+                      help="registered model name (default: %(default)s)")
     _add_mode_options(comp)
     _add_placement_options(comp)
     comp.set_defaults(func=cmd_compile)
 
     pred = commands.add_parser("predict", help="cluster images with a registered model")
     pred.add_argument("--model", required=True, metavar="MODEL_URI",
-                      help="e.g. models:/dec-mnist@champion")
+                      help=f"e.g. models:/{names.DEFAULT_MODEL_NAME}@champion")
     pred.add_argument("--input", required=True, help=".npz with x, a directory of IDX files, or "
                       "a directory of PNG images (the CSV then names each file)")
     pred.add_argument("--output", required=True, metavar="FILE.csv")
@@ -864,7 +898,7 @@ def make_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve a registered model over HTTP (MLflow's "
                                 "model server, with this environment)")
     serve.add_argument("--model", required=True, metavar="MODEL_URI",
-                       help="e.g. models:/dec-mnist@champion")
+                       help=f"e.g. models:/{names.DEFAULT_MODEL_NAME}@champion")
     serve.add_argument("--port", type=int, default=5001, help="(default: %(default)s)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: "
                        "%(default)s; 0.0.0.0 for every interface)")

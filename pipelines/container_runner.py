@@ -22,16 +22,18 @@ from urllib.parse import urlparse
 
 from dec_lib.errors import DecError
 
-PASSED_ENV = ("DEC_ERROR_FILE", "DEC_RUN_ID_FILE", "DEC_LOG_LEVEL", "DEC_STALE_RUN_SECONDS",
+PASSED_ENV = ("DEC_LOG_LEVEL", "DEC_STALE_RUN_SECONDS",
               "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
               "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION",
               "AWS_DEFAULT_REGION")
 """Variables handed to the containers as they are; with every ``MLFLOW_*`` one. Paths on this
-machine (``DEC_MNIST_PATH``, CA bundles) are not: they do not exist inside the image."""
+machine (``DEC_MNIST_PATH``, CA bundles) are not: they do not exist inside the image. The steps
+report errors, MLflow runs and progress on their output (``dec_lib.runtime.events``), which
+``run_container`` relays to the CLI, so nothing about that needs passing."""
 
 SHARED_DIRS = ("kfp-outputs", "checkpoints", "mlartifacts", "logs")
-"""The work dir's folders the containers write into (with the work dir itself, for the error
-file and SQLite's journal)."""
+"""The work dir's folders the containers write into (with the work dir itself, for SQLite's
+journal)."""
 
 
 def docker_runner(image: str, work_dir: Path, tracking_uri: str, data: Path | None = None):
@@ -137,7 +139,29 @@ def _report_exit_codes() -> None:
 
 
 def run_container(client, image: str, command: list[str], volumes: dict, **run_args) -> int:
-    """Run ``command`` in ``image`` to the end, streaming its output; its exit status."""
+    """Run ``command`` in ``image`` to the end, streaming its output; its exit status.
+
+    The output goes to ``sys.stdout``, which ``dec-pipeline run`` reads for the steps' events;
+    it comes in chunks, not lines, which the reader reassembles.
+
+    Parameters
+    ----------
+    client : docker.DockerClient
+        The engine.
+    image : str
+        The image to run.
+    command : list of str
+        The executor command.
+    volumes : dict
+        Volumes, as kfp.local passes them.
+    **run_args
+        The rest of ``containers.run``'s arguments (environment, mounts, user groups).
+
+    Returns
+    -------
+    int
+        The container's exit status.
+    """
     container = client.containers.run(image=image, command=command, volumes=volumes,
                                       detach=True, stdout=True, stderr=True, **run_args)
     try:

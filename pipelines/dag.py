@@ -13,14 +13,13 @@ from kfp.dsl import Artifact
 
 from components import dec_train, evaluate, ingest, kmeans_init, pretrain, register
 from components.images import CPU_IMAGE, GPU_IMAGE
+from dec_lib import names
 from dec_lib.config import RunConfig, preset
 from dec_lib.errors import ConfigError
-from dec_lib.mlops.tracking import DEFAULT_EXPERIMENT
 from dec_lib.runtime.devices import CPU_FALLBACK_ENV, GPUS_ENV
 from pipelines.backends import BACKENDS, DEFAULT_BACKEND, Backend
 
 PIPELINE_NAME = "dec-pipeline"
-DEFAULT_MODEL_NAME = "dec-mnist"
 
 
 @dataclass(frozen=True)
@@ -33,12 +32,12 @@ class Resources:
 
 # Sized for the full 70,000 MNIST digits (220 MB as float32) with room to spare.
 RESOURCES = {
-    "ingest": Resources("1", "2G", "2", "4G"),
-    "pretrain": Resources("4", "8G", "8", "16G"),
-    "kmeans_init": Resources("2", "4G", "4", "8G"),
-    "dec_train": Resources("4", "8G", "8", "16G"),
-    "evaluate": Resources("2", "4G", "4", "8G"),
-    "register": Resources("1", "2G", "2", "4G"),
+    names.INGEST: Resources("1", "2G", "2", "4G"),
+    names.PRETRAIN: Resources("4", "8G", "8", "16G"),
+    names.KMEANS_INIT: Resources("2", "4G", "4", "8G"),
+    names.DEC_TRAIN: Resources("4", "8G", "8", "16G"),
+    names.EVALUATE: Resources("2", "4G", "4", "8G"),
+    names.REGISTER: Resources("1", "2G", "2", "4G"),
 }
 
 
@@ -241,7 +240,7 @@ def _place(task: dsl.PipelineTask, step: str, image: str) -> dsl.PipelineTask:
 
 
 def build_pipeline(config: "RunConfig | None" = None, placement: "Placement | None" = None,
-                   model_name: str = DEFAULT_MODEL_NAME, cache: bool = True,
+                   model_name: str = names.DEFAULT_MODEL_NAME, cache: bool = True,
                    backend: Backend = BACKENDS[DEFAULT_BACKEND]):
     """The pipeline whose parameter defaults are ``config`` (the ``default`` preset if None).
 
@@ -278,7 +277,7 @@ def build_pipeline(config: "RunConfig | None" = None, placement: "Placement | No
         registry: dict = sections["registry"],
         model_name: str = model_name,
         tracking_uri: str = "",  # empty: $MLFLOW_TRACKING_URI, from the Secret on a cluster
-        experiment: str = DEFAULT_EXPERIMENT,
+        experiment: str = names.DEFAULT_EXPERIMENT,
         checkpoint_root: str = p.checkpoint_root,
         n_clusters: int = c.dec.n_clusters,
     ) -> Artifact:
@@ -297,7 +296,7 @@ def build_pipeline(config: "RunConfig | None" = None, placement: "Placement | No
                                  n_clusters=0 if cache_ingest else n_clusters,
                                  **{**run, "run_key": "" if cache_ingest
                                     else run["run_key"]}),
-                          "ingest", p.image)
+                          names.INGEST, p.image)
         # Object-store credentials reach ingest alone, from the cluster, never the package.
         # Where the backend has no optional Secrets, a missing one stops the pod: there it is
         # attached only when ingest reads an object store.
@@ -313,29 +312,29 @@ def build_pipeline(config: "RunConfig | None" = None, placement: "Placement | No
                                      registry=registry, model_name=model_name,
                                      **{**run, "run_key": "" if cache_pretrain
                                         else run["run_key"]}),
-                            "pretrain", p.gpu_image)
+                            names.PRETRAIN, p.gpu_image)
         _on_gpu(trained_ae, p, p.gpus, check_gpus)
         if p.checkpoint_pvc:
             kubernetes.mount_pvc(trained_ae, pvc_name=p.checkpoint_pvc,
                                  mount_path=CHECKPOINT_MOUNT)
         centres = _place(kmeans_init(dataset=ingested.outputs["dataset"],
                                      autoencoder=trained_ae.outputs["model"], init=init,
-                                     dec=dec, seed=seed, **run), "kmeans_init", p.image)
+                                     dec=dec, seed=seed, **run), names.KMEANS_INIT, p.image)
         clustered = _place(dec_train(dataset=ingested.outputs["dataset"],
                                      autoencoder=trained_ae.outputs["model"],
                                      centres=centres.outputs["centres"], dec=dec, seed=seed,
-                                     **run), "dec_train",
+                                     **run), names.DEC_TRAIN,
                            p.gpu_image if p.dec_on_gpu else p.image)
         if p.dec_on_gpu:
             _on_gpu(clustered, p, 1, check_gpus)
         scored = _place(evaluate(dataset=ingested.outputs["dataset"],
                                  model=clustered.outputs["model"],
                                  autoencoder=trained_ae.outputs["model"], **run),
-                        "evaluate", p.image)
+                        names.EVALUATE, p.image)
         registered = _place(register(dataset=ingested.outputs["dataset"],
                                      model=clustered.outputs["model"],
                                      report=scored.outputs["report"], model_name=model_name,
-                                     registry=registry, **run), "register", p.image)
+                                     registry=registry, **run), names.REGISTER, p.image)
         ingested.set_caching_options(cache_ingest)
         trained_ae.set_caching_options(cache_pretrain)
         for task in (centres, clustered, scored, registered):

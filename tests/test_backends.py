@@ -18,6 +18,7 @@ from mlflow import MlflowClient
 
 from dec_lib import steps
 from dec_lib.errors import ConfigError
+from dec_lib.runtime import events
 from pipelines import backends
 from pipelines.cli import main
 from pipelines.dag import MLFLOW_SECRET_KEYS
@@ -149,16 +150,15 @@ def test_a_retried_step_finds_its_runs_mlflow_run_whatever_the_display_name(
 
 
 def test_a_package_for_a_newer_backend_fails_on_an_old_one_with_one_line(
-        packages, data_file, tmp_path, monkeypatch):
+        packages, data_file, tmp_path, capsys):
     spec, _ = packages["2.15"]
     parameters = inputs_as_resolved(spec, "ingest", backend="2.2", run_id=str(uuid.uuid4()),
                                     arguments={"data": {"dataset": str(data_file)}})
     assert parameters["run_key"] == dsl.PIPELINE_JOB_ID_PLACEHOLDER  # 2.2 leaves it alone
-    errors = tmp_path / "errors.txt"
-    monkeypatch.setenv(steps.ERROR_FILE_ENV, str(errors))
     with pytest.raises(SystemExit) as exit_:
         steps.ingest(parameters["data"], 0, str(tmp_path / "x.npz"), steps.TrackingContext(
             parameters["run_key"], f"sqlite:///{tmp_path / 'mlflow.db'}"))
     assert exit_.value.code == 1
-    (line,) = errors.read_text().splitlines()
+    reported = map(events.parse, capsys.readouterr().err.splitlines())
+    (line,) = [e.message for e in reported if e and e.kind == events.ERROR]
     assert "--kfp-backend 2.2" in line and "unresolved" in line

@@ -12,6 +12,7 @@ from kfp_backend import inputs_as_resolved, run_executor
 
 from dec_lib import steps
 from dec_lib.errors import DeviceError
+from dec_lib.runtime import events
 from dec_lib.runtime.devices import check_gpus, visible_gpus
 from pipelines.cli import main
 
@@ -80,18 +81,17 @@ def _pretrain(tmp_path, ingested, *options):
                                                                "embedding_dim": 4},
                                                "pretrain_config": {"epochs": 1,
                                                                    "batch_size": 32}})
-    errors = tmp_path / "errors.txt"
     process, output = run_executor(spec, "pretrain", parameters, tmp_path / "run",
-                                   artifacts={"dataset": str(dataset)},
-                                   env={"DEC_ERROR_FILE": str(errors)})
-    return process, output, errors
+                                   artifacts={"dataset": str(dataset)})
+    reported = map(events.parse, process.stderr.splitlines())
+    return process, output, [e.message for e in reported if e and e.kind == events.ERROR]
 
 
 def test_the_compiled_pretrain_step_without_a_gpu_fails_at_once_with_one_line(
         tmp_path, ingested):
     process, _, errors = _pretrain(tmp_path, ingested)
     assert process.returncode == 1
-    (line,) = errors.read_text().splitlines()
+    (line,) = errors
     assert line.startswith("pretrain: given 1 GPU(s) (DEC_GPUS=1) but TensorFlow sees 0")
     assert "Traceback" not in process.stderr
 

@@ -33,6 +33,7 @@ from servers import clean_env, free_port, mlflow_server, stop
 from dec_lib import steps
 from dec_lib.data.datasets import Dataset, save_dataset
 from dec_lib.mlops import tracking
+from dec_lib.runtime import events
 
 CLI = [sys.executable, "-m", "pipelines.cli"]
 SMALL = ["--preset", "quick", "--set", "data.n_samples=600", "--set", "pretrain.epochs=3",
@@ -338,18 +339,21 @@ def proxy(tracking_server):
 
 
 @pytest.fixture()
-def step_env(monkeypatch, tmp_path):
-    """A step's environment in this process: no MLflow settings, its error line to a file,
-    and the process-wide MLflow state put back afterwards."""
+def step_env(monkeypatch, capsys):
+    """A step's environment in this process: no MLflow settings, and the process-wide MLflow
+    state put back afterwards; yields what reads the error lines the step reported."""
     import mlflow
 
     for name in list(os.environ):
         if name.startswith("MLFLOW_"):
             monkeypatch.delenv(name)
-    errors = tmp_path / "errors.txt"
-    monkeypatch.setenv(steps.ERROR_FILE_ENV, str(errors))
     previous = mlflow.get_tracking_uri()
-    yield errors
+
+    def reported_errors() -> list[str]:
+        lines = capsys.readouterr().err.splitlines()
+        return [e.message for e in map(events.parse, lines) if e and e.kind == events.ERROR]
+
+    yield reported_errors
     assert mlflow.active_run() is None, "a failed step left its MLflow run active"
     mlflow.set_tracking_uri(previous)
 
@@ -423,9 +427,9 @@ def test_a_server_restart_mid_registration_is_ridden_out_with_the_shipped_retrie
     assert _registry(tracking_server, "restart") == ([1], {"champion": 1})
 
 
-def _one_clear_failure(errors: Path, error: pytest.ExceptionInfo, what: str) -> str:
+def _one_clear_failure(reported_errors, error: pytest.ExceptionInfo, what: str) -> str:
     assert error.value.code == 1
-    lines = errors.read_text().splitlines()
+    lines = reported_errors()
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"register: MLflow: {what}") and "503" in lines[0], lines[0]
     return lines[0]

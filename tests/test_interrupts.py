@@ -7,6 +7,7 @@ Real processes: the CLI, kfp.local's step process below it, a SQLite store.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,11 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from dec_lib import names
 from dec_lib.mlops import tracking
-from dec_lib.runtime.progress import LINE_PATTERN
 from pipelines.interrupts import descendants
 
 pytestmark = pytest.mark.e2e
+
+OUR_LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR|CRITICAL)\s+dec")
+"""A line the CLI logged itself (``dec_lib.runtime.progress.LOG_FORMAT``)."""
 
 ROOT = Path(__file__).resolve().parents[1]
 # Long enough pretraining to interrupt, with a checkpoint every 2 epochs to resume from.
@@ -52,7 +56,7 @@ def _runs(work: Path):
     import mlflow
 
     client = mlflow.MlflowClient(tracking.sqlite_uri(work))
-    experiment = client.get_experiment_by_name(tracking.DEFAULT_EXPERIMENT)
+    experiment = client.get_experiment_by_name(names.DEFAULT_EXPERIMENT)
     return client, client.search_runs([experiment.experiment_id],
                                       order_by=["attributes.start_time ASC"])
 
@@ -70,7 +74,7 @@ def test_a_signal_to_the_cli_stops_the_step_marks_the_run_killed_and_a_rerun_res
     stopping = time.monotonic() - started
     # One line besides the CLI's own log lines (what it runs, the tracking URI).
     stderr = [line for line in cli.stderr.read().strip().splitlines()
-              if not LINE_PATTERN.match(line)]
+              if not OUR_LOG_LINE.match(line)]
     assert len(stderr) == 1, stderr
     assert stderr[0].startswith(f"interrupted by {signal.Signals(signum).name}: stopped "
                                 "pretrain; MLflow run ")

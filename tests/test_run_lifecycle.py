@@ -156,18 +156,19 @@ def test_a_cacheable_steps_own_run_is_finished_when_the_step_is(store):
 
 
 def test_ingest_refuses_fewer_images_than_clusters_before_pretraining(store, tmp_path,
-                                                                      monkeypatch):
+                                                                      capsys):
     import numpy as np
+
+    from dec_lib.runtime import events
 
     path = tmp_path / "five.npz"
     np.savez(path, x=np.zeros((5, 4, 4), np.uint8))
-    errors = tmp_path / "errors.txt"
-    monkeypatch.setenv(steps.ERROR_FILE_ENV, str(errors))
     with pytest.raises(SystemExit) as exit_:
         steps.ingest({"dataset": str(path)}, 0, str(tmp_path / "out"),
                      steps.TrackingContext("pipe-few", store), n_clusters=10)
     assert exit_.value.code == 1
-    (line,) = errors.read_text().splitlines()
+    reported = map(events.parse, capsys.readouterr().err.splitlines())
+    (line,) = [e.message for e in reported if e and e.kind == events.ERROR]
     assert line.startswith(f"ingest: {path}: ") and "10 clusters for only 5 samples" in line
     assert "not retried" in line
     run = _run(store, "pipe-few")

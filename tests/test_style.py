@@ -1,6 +1,7 @@
 """Lint and layering rules that a reviewer would otherwise check by hand."""
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,3 +37,190 @@ def test_no_plain_pickle_load_anywhere():
                         and node.func.value.id == "pickle"):
                     offenders.append(f"{path}:{node.lineno}")
     assert offenders == []
+
+
+# ------------------------------------------------------------------------------------ layers
+
+LAYERS = ("errors", "runtime", "config", "data", "model", "reports", "core", "mlops", "steps")
+"""dec_lib's layers, lowest first: a module imports dec_lib only from its own layer or lower
+ones, so each layer can be used and tested without those above it."""
+FOUNDATION = ("__init__", "errors", "names", "version")
+"""The package's top-level modules: the lowest layer, with ``errors``."""
+MLFLOW_LAYERS = ("mlops", "steps")
+"""The only layers that talk to MLflow: the rest of dec_lib works without a tracking server."""
+
+KNOWN_LAYER_VIOLATIONS: set[str] = set()
+"""Imports that break the order on purpose, each with its reason (none today)."""
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    """Every module ``path`` imports, anywhere in it (lazy imports in functions too), by its
+    full dotted name; ``from dec_lib import names`` counts as ``dec_lib.names``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: resolved against the importing module's package
+                package = path.relative_to(ROOT).parent.parts
+                base = ".".join(package[:len(package) - node.level + 1])
+                module = f"{base}.{node.module}" if node.module else base
+            else:
+                module = node.module or ""
+            if module in ("dec_lib", "components", "pipelines"):
+                found += [(node.lineno, f"{module}.{alias.name}") for alias in node.names]
+            else:
+                found.append((node.lineno, module))
+    return found
+
+
+def _layer(parts: tuple[str, ...] | list[str]) -> int:
+    """The layer of the dec_lib module whose path (or dotted name) below dec_lib is ``parts``."""
+    head = parts[0].removesuffix(".py") if parts else "__init__"
+    return 0 if head in FOUNDATION else LAYERS.index(head)
+
+
+def _dec_lib_modules() -> list[Path]:
+    return sorted((ROOT / "dec_lib").rglob("*.py"))
+
+
+def test_every_dec_lib_module_lies_in_a_known_layer():
+    for path in _dec_lib_modules():
+        _layer(path.relative_to(ROOT / "dec_lib").parts)  # raises for an unknown folder
+
+
+def test_dec_lib_imports_only_from_its_own_layer_or_lower_ones():
+    offenders = []
+    for path in _dec_lib_modules():
+        own = _layer(path.relative_to(ROOT / "dec_lib").parts)
+        for _, name in _imports(path):
+            parts = name.split(".")
+            if parts[0] == "dec_lib" and _layer(parts[1:]) > own:
+                offenders.append(f"{path.relative_to(ROOT)} -> {name}")
+    assert sorted(set(offenders) - KNOWN_LAYER_VIOLATIONS) == []
+    assert set(offenders) >= KNOWN_LAYER_VIOLATIONS, "fixed: remove from the allow-list"
+
+
+def test_mlflow_is_imported_only_by_the_mlops_layer_and_the_steps():
+    offenders = [f"{path.relative_to(ROOT)}:{line}"
+                 for path in _dec_lib_modules()
+                 if path.relative_to(ROOT / "dec_lib").parts[0] not in MLFLOW_LAYERS
+                 for line, name in _imports(path) if name.split(".")[0] == "mlflow"]
+    assert offenders == []
+
+
+def test_components_import_only_the_steps_kfp_and_the_standard_library():
+    allowed_tops = {*sys.stdlib_module_names, "__future__", "kfp", "components"}
+    offenders = [f"{path.name}:{line}: {name}"
+                 for path in sorted((ROOT / "components").rglob("*.py"))
+                 for line, name in _imports(path)
+                 if name.split(".")[0] not in allowed_tops
+                 and name != "dec_lib.steps" and not name.startswith("dec_lib.steps.")]
+    assert offenders == []
+
+
+def test_neither_dec_lib_nor_the_components_import_the_pipelines():
+    offenders = [f"{path.relative_to(ROOT)}:{line}"
+                 for folder in ("dec_lib", "components")
+                 for path in sorted((ROOT / folder).rglob("*.py"))
+                 for line, name in _imports(path) if name.split(".")[0] == "pipelines"]
+    assert offenders == []
+
+
+def test_the_components_are_the_steps_named_in_dec_lib_names():
+    from components import __all__ as components
+    from dec_lib import names
+
+    assert sorted(components) == sorted(names.STEPS)
+
+
+# -------------------------------------------------------------------------------- docstrings
+
+KNOWN_MISSING_DOCSTRINGS = {
+    # Other engineers' modules, being rewritten on their branches (issue 12). The lead empties
+    # this list after merging.
+    "dec_lib/core/estimator.py": {"DEC.cluster_centers_", "DEC.predict", "DEC.fit_predict",
+                                  "DEC.save", "DEC.load"},
+    "dec_lib/mlops/drift.py": {"Drift", "Drift.metrics", "Drift.describe"},
+    "dec_lib/mlops/mlserver_runtime.py": {"DECRuntime.predict"},
+    "dec_lib/mlops/promotion.py": {"criterion_for", "Score", "Decision", "Decision.metrics"},
+    "dec_lib/mlops/serving.py": {"DECPyfuncModel.load_context", "DECPyfuncModel.predict",
+                                 "Registration"},
+    "dec_lib/mlops/tracking.py": {"resolve_tracking_uri", "bound_http_retries", "log_params",
+                                  "log_metrics"},
+    "dec_lib/model/autoencoder.py": {"make_optimizer", "PretrainResult"},
+    "dec_lib/model/clustering.py": {"ClusteringLayer.build", "ClusteringLayer.call",
+                                    "ClusteringLayer.compute_output_shape",
+                                    "ClusteringLayer.get_config"},
+    "dec_lib/model/metrics.py": {"ClusteringReport", "ClusteringReport.to_dict",
+                                 "evaluate_clustering"},
+    "dec_lib/model/saving.py": {"load_model"},
+    "dec_lib/model/training.py": {"InitResult", "UpdateRecord", "DECResult"},
+    "dec_lib/steps/dec_training.py": {"dec_train"},
+    "dec_lib/steps/evaluating.py": {"Evaluation"},
+    "dec_lib/steps/initialising.py": {"read_init"},
+    "dec_lib/steps/pretraining.py": {"pretrain"},
+}
+KNOWN_OTHER_STYLES = {
+    # Google-style sections in other engineers' modules (see above).
+    "dec_lib/mlops/registry_names.py": {"check_model_name"},
+    "dec_lib/mlops/tracking.py": {"check_tracking_uri"},
+}
+
+_GOOGLE_SECTION = re.compile(
+    r"^\s*(Args|Arguments|Parameters|Returns|Yields|Raises|Attributes|Examples?|Notes?):\s*$",
+    re.MULTILINE)
+_SPHINX_FIELD = re.compile(r"^\s*:(param|type|returns?|rtype|raises?|yields?)\b", re.MULTILINE)
+_NUMPYDOC_SECTIONS = ("Parameters", "Returns", "Yields", "Receives", "Other Parameters",
+                      "Raises", "Warns", "Warnings", "See Also", "Notes", "References",
+                      "Examples", "Attributes", "Methods")
+
+
+def _public_definitions(path: Path):
+    """Public functions and classes of ``path``, and the public methods of its public classes,
+    with their names as ``Class.method``."""
+    for node in ast.parse(path.read_text()).body:
+        if (isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+                and not node.name.startswith("_")):
+            yield node.name, node
+            if isinstance(node, ast.ClassDef):
+                for member in node.body:
+                    if (isinstance(member, ast.FunctionDef | ast.AsyncFunctionDef)
+                            and not member.name.startswith("_")):
+                        yield f"{node.name}.{member.name}", member
+
+
+def _numpydoc_problems(doc: str) -> list[str]:
+    problems = []
+    if _GOOGLE_SECTION.search(doc):
+        problems.append("Google-style section (a header with a colon)")
+    if _SPHINX_FIELD.search(doc):
+        problems.append("Sphinx field (:param ...)")
+    lines = doc.splitlines()
+    for i, line in enumerate(lines):
+        if line.strip() in _NUMPYDOC_SECTIONS and i + 1 < len(lines):
+            underline = lines[i + 1].strip()
+            if set(underline) == {"-"} and len(underline) != len(line.strip()):
+                problems.append(f"section {line.strip()!r}: underline of another length")
+    return problems
+
+
+def test_every_public_function_and_class_in_dec_lib_has_a_docstring():
+    missing: dict[str, set[str]] = {}
+    for path in _dec_lib_modules():
+        for name, node in _public_definitions(path):
+            if not ast.get_docstring(node):
+                missing.setdefault(str(path.relative_to(ROOT)), set()).add(name)
+    assert missing == KNOWN_MISSING_DOCSTRINGS
+
+
+def test_docstrings_use_the_numpydoc_style():
+    offenders: dict[str, set[str]] = {}
+    for path in _dec_lib_modules():
+        documented = [(name, ast.get_docstring(node) or "")
+                      for name, node in _public_definitions(path)]
+        module = ast.get_docstring(ast.parse(path.read_text())) or ""
+        for name, doc in [("<module>", module), *documented]:
+            if _numpydoc_problems(doc):
+                offenders.setdefault(str(path.relative_to(ROOT)), set()).add(name)
+    assert offenders == KNOWN_OTHER_STYLES

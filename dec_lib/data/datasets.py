@@ -31,6 +31,7 @@ from numpy._core.multiarray import _reconstruct
 
 from dec_lib.data.validation import check_images, check_labels
 from dec_lib.errors import ConfigError, DataError
+from dec_lib.runtime.files import replaced
 from dec_lib.runtime.paths import check_source_path
 
 __all__ = [
@@ -107,10 +108,12 @@ class Dataset:
 
     @property
     def n_samples(self) -> int:
+        """The number of images."""
         return int(self.x.shape[0])
 
     @property
     def n_features(self) -> int:
+        """Pixels per image, the width of the flat ``x``."""
         return int(self.x.shape[1])
 
     def __repr__(self) -> str:
@@ -132,9 +135,12 @@ def load_dataset(
     ``https://`` URI (see `dec_lib.data.remote`). ``n_samples`` draws a sorted random subset
     with ``seed``, for quick runs whose samples keep their original relative order.
 
-    Raises:
-        DataError: the source is missing, unreadable, corrupt or holds unusable values.
-        ConfigError: on 'data.n_samples' when it is not a positive integer.
+    Raises
+    ------
+    DataError
+        the source is missing, unreadable, corrupt or holds unusable values.
+    ConfigError
+        on 'data.n_samples' when it is not a positive integer.
     """
     return load_dataset_with_provenance(source, n_samples=n_samples, seed=seed)[0]
 
@@ -209,24 +215,22 @@ def save_dataset(dataset: Dataset, path: str | os.PathLike[str]) -> None:
     if dataset.y is not None:
         arrays["y"] = np.asarray(dataset.y, dtype=np.int64)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
     try:
-        with open(tmp, "wb") as f:
+        with replaced(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, **arrays)
-        os.replace(tmp, path)
     except OSError as error:  # disk full, quota, read-only: say where, not a traceback
         raise DataError(str(path), f"cannot write the dataset: "
                                    f"{error.strerror or error}") from error
-    finally:
-        tmp.unlink(missing_ok=True)
     logger.info("saved %r to %s", dataset, path)
 
 
 def read_dataset(path: str | os.PathLike[str]) -> Dataset:
     """Read a Dataset written by `save_dataset`, validating it as if it were new input.
 
-    Raises:
-        DataError: the file is missing, corrupt, or was not written by `save_dataset`.
+    Raises
+    ------
+    DataError
+        the file is missing, corrupt, or was not written by `save_dataset`.
     """
     path = Path(path)
     where = str(path)
@@ -265,8 +269,10 @@ def check_source(source: str | os.PathLike[str]) -> None:
     CLI calls it before any step or MLflow run exists; ``load_dataset`` does the same checks
     again, and the ones that need the pixels, in the ingest step.
 
-    Raises:
-        DataError: as ``load_dataset`` would for the same source.
+    Raises
+    ------
+    DataError
+        as ``load_dataset`` would for the same source.
     """
     if isinstance(source, str) and (source == "mnist" or "://" in source):
         return

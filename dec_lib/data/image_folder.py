@@ -37,8 +37,10 @@ _CONVERTIBLE_MODES = frozenset({"1", "L", "LA", "P", "PA", "RGB", "RGBA"})
 def png_files(folder: str | os.PathLike[str]) -> list[Path]:
     """The ``*.png`` files directly in ``folder``, sorted by file name (possibly none).
 
-    Raises:
-        DataError: ``folder`` does not exist or is not a directory.
+    Raises
+    ------
+    DataError
+        ``folder`` does not exist or is not a directory.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -60,9 +62,11 @@ def load_image_folder(path: str | os.PathLike[str]) -> np.ndarray:
     grayscale with Pillow's ITU-R 601-2 luma transform, alpha ignored. All images must have the
     same size.
 
-    Raises:
-        DataError: naming the folder (missing, or no PNG files) or the file at fault (not a
-            readable PNG, unsupported mode, over the pixel cap, a different size from the first).
+    Raises
+    ------
+    DataError
+        naming the folder (missing, or no PNG files) or the file at fault (not a
+        readable PNG, unsupported mode, over the pixel cap, a different size from the first).
     """
     files = png_files(path)
     if not files:

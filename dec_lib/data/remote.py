@@ -90,9 +90,11 @@ def download(uri: str, *, max_bytes: int = MAX_DOWNLOAD_BYTES,
     A folder (an S3 or GCS prefix) yields its IDX and PNG files, not its subfolders: the
     formats `dec_lib.data.datasets.load_dataset` reads from a folder. ``https://`` names one file.
 
-    Raises:
-        DataError: naming the URI: unsupported scheme, nothing there, access refused, the
-            store unreachable, or more than ``max_bytes``/``max_files`` to read.
+    Raises
+    ------
+    DataError
+        naming the URI: unsupported scheme, nothing there, access refused, the
+        store unreachable, or more than ``max_bytes``/``max_files`` to read.
     """
     check_uri(uri)
     fs, root = _filesystem(uri)

@@ -36,8 +36,10 @@ def check_images(x: Any, source: str = "input") -> np.ndarray:
     input; floats must already lie in [0, 1], since guessing their unit would hide a wrong scale.
     Returns a view of ``x``, not a copy, when it already is such an array.
 
-    Raises:
-        DataError: naming ``source`` and what is wrong (dtype, shape, emptiness, NaN/inf, range).
+    Raises
+    ------
+    DataError
+        naming ``source`` and what is wrong (dtype, shape, emptiness, NaN/inf, range).
     """
     arr = _as_array(x, source, "images")
     kind = arr.dtype.kind
@@ -92,8 +94,10 @@ def check_labels(y: Any, n: int, source: str) -> np.ndarray | None:
     Labels only feed evaluation (DEC itself is unsupervised), so they are optional; but when given
     they must line up one-to-one with the images, or every accuracy computed from them is wrong.
 
-    Raises:
-        DataError: when ``y`` is not 1-D, not integer-valued, contains NaN, or its length is not n.
+    Raises
+    ------
+    DataError
+        when ``y`` is not 1-D, not integer-valued, contains NaN, or its length is not n.
     """
     if y is None:
         return None
@@ -132,8 +136,10 @@ def check_n_clusters(n_clusters: Any, n_samples: int) -> int:
     k-means initialisation needs at least one sample per centre, so more clusters than samples
     would fail much later with an obscure error.
 
-    Raises:
-        ConfigError: on 'dec.n_clusters' when it is not an integer in 2..n_samples.
+    Raises
+    ------
+    ConfigError
+        on 'dec.n_clusters' when it is not an integer in 2..n_samples.
     """
     if isinstance(n_clusters, bool) or not isinstance(n_clusters, numbers.Integral):
         raise ConfigError("dec.n_clusters", f"must be an integer, got {n_clusters!r}")

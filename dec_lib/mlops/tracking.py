@@ -21,6 +21,8 @@ from typing import Any, TypeVar
 from urllib.parse import unquote, urlparse
 
 from dec_lib.errors import ConfigError, DecError, TrackingError, short_text
+from dec_lib.names import DEFAULT_EXPERIMENT
+from dec_lib.runtime import events
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +30,6 @@ RUN_KEY_TAG = "dec.pipeline_run"
 RUN_KEY_DIGEST_TAG = "dec.pipeline_run_sha256"
 """The run key's SHA-256, which the steps search by: a key may hold any character, a digest
 only hex digits, which a filter string cannot misread."""
-DEFAULT_EXPERIMENT = "dec"
 
 T = TypeVar("T")
 
@@ -214,9 +215,6 @@ FAILED_STEP_TAG = "dec.failed_step"
 FAILURE_TAG = "dec.failure"
 PERMANENT_TAG = "dec.failure_permanent"
 HEARTBEAT_TAG = "dec.heartbeat"
-RUN_ID_FILE_ENV = "DEC_RUN_ID_FILE"
-"""When set, each step appends the id of the MLflow run it opened: the local CLI reads it to mark
-the run KILLED when it is interrupted between steps, when no step is there to do it."""
 
 STALE_RUN_SECONDS = 6 * 3600
 """A RUNNING pipeline run none of whose steps reported (``dec.heartbeat``) for this long was lost
@@ -260,7 +258,9 @@ def step_run(run_key: str, step: str, *, tracking_uri: str | None = None,
     check_run_key(run_key)
     experiment_id = configure(tracking_uri, experiment)
     run_id = find_or_create_run(run_key, experiment_id)
-    _note_run_id(run_id)
+    # Whoever runs the step (the local CLI) ends this run if the pipeline stops where no step
+    # is left to do it: interrupted between two steps, or after a step that died silently.
+    events.emit(events.RUN, run_id=run_id)
     _refuse_repeated_permanent_failure(run_id, step)
     close_stale_runs(experiment_id, keep=run_id)
     started = time.perf_counter()
@@ -330,13 +330,6 @@ def _leave_run(run_id: str) -> None:
     active = mlflow.active_run()
     if active is not None and active.info.run_id == run_id:
         with_retries(lambda: mlflow.end_run("RUNNING"), f"leave MLflow run {run_id}")
-
-
-def _note_run_id(run_id: str) -> None:
-    path = os.environ.get(RUN_ID_FILE_ENV)
-    if path:
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(run_id + "\n")
 
 
 def _refuse_repeated_permanent_failure(run_id: str, step: str) -> None:

@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from dec_lib.config.sections import AutoencoderConfig, PretrainConfig
 from dec_lib.model.precision import use_xla, with_precision
+from dec_lib.runtime.files import replaced
 
 log = logging.getLogger(__name__)
 
@@ -167,16 +168,13 @@ class _Checkpoint:
     def save(self, model: keras.Model, optimizer: keras.optimizers.Optimizer,
              epoch: int, losses: list[float]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = self.directory / f".tmp-{os.getpid()}"
-        tmp.mkdir(exist_ok=True)
-        model.save_weights(tmp / self.weights.name)
-        np.savez(tmp / self.optimizer.name,
-                 *[np.asarray(v.numpy()) for v in optimizer.variables])
-        (tmp / self.state.name).write_text(json.dumps({"epoch": epoch, "losses": losses}))
-        # state.json last: its presence is what marks a checkpoint complete.
-        for path in (self.weights, self.optimizer, self.state):
-            os.replace(tmp / path.name, path)
-        tmp.rmdir()
+        # All three are written before any replaces its file, and state.json is replaced last
+        # (the blocks end innermost first): its presence is what marks a checkpoint complete.
+        with (replaced(self.state) as state_tmp, replaced(self.optimizer) as optimizer_tmp,
+              replaced(self.weights) as weights_tmp):
+            model.save_weights(weights_tmp)
+            np.savez(optimizer_tmp, *[np.asarray(v.numpy()) for v in optimizer.variables])
+            state_tmp.write_text(json.dumps({"epoch": epoch, "losses": losses}))
 
     def restore(self, model: keras.Model, optimizer: keras.optimizers.Optimizer
                 ) -> tuple[int, list[float]]:

@@ -13,6 +13,7 @@ import keras
 
 from dec_lib.errors import DataError
 from dec_lib.model.clustering import ClusteringLayer
+from dec_lib.runtime.files import replaced
 
 CUSTOM_OBJECTS = {"dec>ClusteringLayer": ClusteringLayer, "ClusteringLayer": ClusteringLayer}
 
@@ -23,9 +24,8 @@ def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
     if path.suffix != ".keras":
         path = path.with_name(path.name + ".keras")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
+    with replaced(path) as tmp:
+        model.save(tmp)
     return path
 
 

@@ -80,6 +80,18 @@ def _read_json(path: Path, what: str) -> Any:
 
 
 def read_pretrain_losses(model_path: str | Path) -> list[float]:
+    """The pretraining loss per epoch, saved beside the autoencoder by `save_pretrain_losses`.
+
+    Parameters
+    ----------
+    model_path : str or pathlib.Path
+        The autoencoder's model file or folder.
+
+    Returns
+    -------
+    list of float
+        One loss per epoch, NaN where none was recorded; empty when there is no file.
+    """
     losses = _read_json(_beside(model_path, PRETRAIN_LOSSES), "pretraining losses")
     return [float("nan") if v is None else float(v) for v in losses or []]
 

@@ -21,7 +21,13 @@ CPU_FALLBACK_ENV = "DEC_CPU_FALLBACK"
 
 
 def visible_gpus() -> int:
-    """How many GPUs TensorFlow sees (it loads the CUDA libraries to find out)."""
+    """How many GPUs TensorFlow sees (it loads the CUDA libraries to find out).
+
+    Returns
+    -------
+    int
+        The number of physical GPU devices.
+    """
     import tensorflow as tf
 
     return len(tf.config.list_physical_devices("GPU"))
@@ -35,6 +41,20 @@ def check_gpus(step: str, environ: os._Environ | dict | None = None,
 
     Nothing is checked without ``DEC_GPUS`` (a CPU step, a notebook, a local run). With
     ``DEC_CPU_FALLBACK=1`` a missing GPU is one warning and the step trains on the CPU.
+
+    Parameters
+    ----------
+    step : str
+        The step, for the log.
+    environ : mapping, optional
+        Where to read ``DEC_GPUS`` and ``DEC_CPU_FALLBACK``; default ``os.environ``.
+    count_gpus : callable, default visible_gpus
+        Counts the GPUs TensorFlow sees.
+
+    Raises
+    ------
+    DeviceError
+        Fewer GPUs than given, without CPU fallback; or ``DEC_GPUS`` is not a number.
     """
     env = os.environ if environ is None else environ
     given = env.get(GPUS_ENV, "").strip()

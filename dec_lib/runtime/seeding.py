@@ -11,6 +11,11 @@ def seed_everything(seed: int) -> None:
 
     Deterministic kernels cost little on a CPU and make two runs with one seed give one model,
     which is what a user comparing settings relies on.
+
+    Parameters
+    ----------
+    seed : int
+        The run's seed.
     """
     os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
     import keras

@@ -26,6 +26,8 @@ TF_INTRA_ENV, TF_INTER_ENV = "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"
 
 @dataclass(frozen=True)
 class CpuLimit:
+    """How many CPUs this process may use, and what said so."""
+
     cpus: int
     """Whole CPUs the process may use: the quota rounded up, at most the usable CPUs."""
     source: str
@@ -38,6 +40,16 @@ def cpu_quota(cgroup_root: str | os.PathLike = CGROUP_ROOT) -> tuple[float, str]
     cgroup v2 keeps ``cpu.max`` ("QUOTA PERIOD", or "max PERIOD" without a limit); v1 keeps
     ``cpu.cfs_quota_us`` (-1 without a limit) and ``cpu.cfs_period_us`` in the cpu controller's
     folder, mounted as ``cpu`` or ``cpu,cpuacct``.
+
+    Parameters
+    ----------
+    cgroup_root : str or path-like
+        Where the cgroup file system is mounted.
+
+    Returns
+    -------
+    tuple of (float, str) or None
+        The quota in CPUs (possibly fractional) and its file; None without a quota.
     """
     root = Path(cgroup_root)
     try:
@@ -65,7 +77,13 @@ def cpu_quota(cgroup_root: str | os.PathLike = CGROUP_ROOT) -> tuple[float, str]
 
 
 def usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity), else the machine's count."""
+    """The CPUs this process may run on (its affinity), else the machine's count.
+
+    Returns
+    -------
+    int
+        At least 1.
+    """
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
@@ -78,6 +96,18 @@ def cpu_limit(cgroup_root: str | os.PathLike = CGROUP_ROOT, usable: int | None =
     Rounded up because a fractional CPU is still time to use (a 2.5-CPU limit gets 3 threads,
     as the JVM does); a thread too many costs little, a pool of 64 on 2 CPUs costs most of the
     time.
+
+    Parameters
+    ----------
+    cgroup_root : str or path-like
+        Where the cgroup file system is mounted.
+    usable : int, optional
+        The CPUs the process may run on; default ``usable_cpus()``.
+
+    Returns
+    -------
+    CpuLimit
+        The count and where it came from.
     """
     usable = usable_cpus() if usable is None else usable
     quota = cpu_quota(cgroup_root)
@@ -94,13 +124,27 @@ _logged = False
 
 def size_thread_pools(cgroup_root: str | os.PathLike = CGROUP_ROOT, *, tensorflow: bool = False,
                       environ: dict | None = None) -> int:
-    """Size every thread pool to ``cpu_limit``; returns the thread count.
+    """Size every thread pool to ``cpu_limit``.
 
     Call it first thing in a process, before numba and TensorFlow start: it sets the variables
     in ``THREAD_ENV`` (those the user set win), limits the OpenMP and BLAS libraries already
     loaded (numpy's, through threadpoolctl), and with ``tensorflow`` (or TensorFlow already
     imported) sets TensorFlow's intra-op pool to the count and its inter-op pool to at most 2:
     the ops that run side by side each use the intra-op pool, so more would oversubscribe.
+
+    Parameters
+    ----------
+    cgroup_root : str or path-like
+        Where the cgroup file system is mounted.
+    tensorflow : bool, default False
+        Size TensorFlow's pools too, importing it if needed.
+    environ : dict, optional
+        The environment to set the variables in; default ``os.environ``.
+
+    Returns
+    -------
+    int
+        The thread count.
     """
     global _logged
     env = os.environ if environ is None else environ

@@ -5,7 +5,7 @@ its output artifacts; everything else a step does (validation, training, MLflow 
 progress) is in this package, where it can be tested without Kubeflow.
 """
 
-from dec_lib.steps.common import ERROR_FILE_ENV, TrackingContext, user_errors_exit
+from dec_lib.steps.common import TrackingContext, user_errors_exit
 from dec_lib.steps.dec_training import dec_train
 from dec_lib.steps.evaluating import Evaluation, evaluate
 from dec_lib.steps.ingesting import ingest
@@ -13,5 +13,5 @@ from dec_lib.steps.initialising import kmeans_init, read_init, write_init
 from dec_lib.steps.pretraining import pretrain
 from dec_lib.steps.registering import register
 
-__all__ = ["ERROR_FILE_ENV", "Evaluation", "TrackingContext", "dec_train", "evaluate", "ingest",
-           "kmeans_init", "pretrain", "read_init", "register", "user_errors_exit", "write_init"]
+__all__ = ["Evaluation", "TrackingContext", "dec_train", "evaluate", "ingest", "kmeans_init",
+           "pretrain", "read_init", "register", "user_errors_exit", "write_init"]

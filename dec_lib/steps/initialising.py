@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
 
 from dec_lib.data.datasets import read_dataset
 from dec_lib.mlops import tracking
+from dec_lib.runtime.files import replaced
 from dec_lib.steps.common import (
     TrackingContext,
     begin,
@@ -93,10 +93,8 @@ def _champion_init(model, x: np.ndarray):
 
 def write_init(path: str, centres: np.ndarray, labels: np.ndarray) -> None:
     """Centres and the initial assignment in one .npz, written atomically."""
-    tmp = f"{path}.partial"
-    with open(tmp, "wb") as f:
+    with replaced(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, centres=centres, labels=labels)
-    os.replace(tmp, path)
 
 
 def read_init(path: str) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,23 @@
+"""The names the pipeline, its steps and the CLI share: steps, default model and experiment.
+
+Spelled here once; the DAG's tasks, the steps' MLflow bookkeeping, the CLI's defaults and the
+benchmarks read them from here. The KFP components carry the step names as their function
+names, which ``tests/test_style.py`` checks against ``STEPS``.
+"""
+
+INGEST = "ingest"
+PRETRAIN = "pretrain"
+KMEANS_INIT = "kmeans_init"
+DEC_TRAIN = "dec_train"
+EVALUATE = "evaluate"
+REGISTER = "register"
+
+STEPS = (INGEST, PRETRAIN, KMEANS_INIT, DEC_TRAIN, EVALUATE, REGISTER)
+"""The pipeline's steps in the order they run."""
+LAST_STEP = STEPS[-1]
+"""The step that ends the pipeline's MLflow run FINISHED."""
+
+DEFAULT_MODEL_NAME = "dec-mnist"
+"""The registered model's name unless ``--model-name`` says otherwise."""
+DEFAULT_EXPERIMENT = "dec"
+"""The MLflow experiment (and KFP experiment) unless ``--experiment`` says otherwise."""
