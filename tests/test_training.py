@@ -11,14 +11,10 @@ from dec_lib.data.validation import check_n_clusters
 from dec_lib.errors import ConfigError
 from dec_lib.model.autoencoder import build_autoencoder, embed, encoder_of, pretrain_autoencoder
 from dec_lib.model.clustering import ClusteringLayer
+from dec_lib.model.dec_model import CLUSTERING_LAYER, build_dec_model, soft_assignments
+from dec_lib.model.initialisation import init_centres
 from dec_lib.model.metrics import cluster_accuracy
-from dec_lib.model.training import (
-    CLUSTERING_LAYER,
-    build_dec_model,
-    init_centres,
-    predict_soft,
-    train_dec,
-)
+from dec_lib.model.self_training import train_dec
 from dec_lib.runtime.seeding import seed_everything
 
 TINY = AutoencoderConfig(hidden_dims=[64, 64, 128], embedding_dim=10)
@@ -89,7 +85,7 @@ def test_build_dec_model_sets_centres_and_alpha():
     np.testing.assert_array_equal(layer.get_weights()[0], centres)
     assert model.output_shape == (None, 4)
     x = np.random.default_rng(0).random((6, 20), dtype=np.float32)
-    q = predict_soft(model, x)
+    q = soft_assignments(model, x)
     np.testing.assert_allclose(q.sum(axis=1), 1.0, rtol=1e-5)
 
 
@@ -151,7 +147,7 @@ def test_train_dec_respects_maxiter_and_records_every_update(dec_model, x400):
     np.testing.assert_array_equal(result.labels, updates[-1][1])
     np.testing.assert_allclose(result.q.sum(axis=1), 1.0, rtol=1e-5)
     np.testing.assert_array_equal(result.labels, result.q.argmax(axis=1))
-    np.testing.assert_array_equal(result.labels, predict_soft(dec_model, x400).argmax(axis=1))
+    np.testing.assert_array_equal(result.labels, soft_assignments(dec_model, x400).argmax(axis=1))
     # and training moved the centres
     assert not np.allclose(dec_model.get_layer(CLUSTERING_LAYER).get_weights()[0],
                            centres_before)

@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,8 @@ import numpy as np
 import tensorflow as tf
 
 from dec_lib.config.sections import AutoencoderConfig, PretrainConfig
+from dec_lib.model.clustering import ClusteringLayer
+from dec_lib.model.forward import predict_batched
 from dec_lib.model.precision import use_xla, with_precision
 
 log = logging.getLogger(__name__)
@@ -65,26 +66,33 @@ def make_optimizer(name: str, learning_rate: float, momentum: float) -> keras.op
 
 
 def embed(encoder: keras.Model, x: np.ndarray, batch_size: int = 8192) -> np.ndarray:
-    """The embedding of every row of ``x``, in large compiled batches."""
-    forward = _compiled_forward(encoder)
-    parts = [forward(tf.constant(x[i:i + batch_size])).numpy()
-             for i in range(0, len(x), batch_size)]
-    if not parts:
-        return np.zeros((0, encoder.output.shape[-1]), dtype=np.float32)
-    return np.concatenate(parts)
+    """The embedding of every row of ``x``, in large compiled batches.
 
+    Parameters
+    ----------
+    encoder : keras.Model
+        An encoder (``encoder_of`` an autoencoder, or ``dec_encoder`` of a DEC model), whose
+        output is the embedding.
+    x : numpy.ndarray
+        Images, N x pixels.
+    batch_size : int, default 8192
+        Rows per compiled call.
 
-_FORWARD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+    Returns
+    -------
+    numpy.ndarray
+        N x embedding dimensions.
 
-
-def _compiled_forward(model: keras.Model) -> Callable:
-    """One compiled forward pass per model, reused: DEC calls this at every target update."""
-    forward = _FORWARD.get(model)
-    if forward is None:
-        forward = tf.function(lambda batch: tf.cast(model(batch, training=False), tf.float32),
-                              jit_compile=use_xla(), reduce_retracing=True)
-        _FORWARD[model] = forward
-    return forward
+    Raises
+    ------
+    TypeError
+        ``encoder`` is a DEC model: its output is soft assignments, not an embedding.
+    """
+    if any(isinstance(layer, ClusteringLayer) for layer in encoder.layers):
+        raise TypeError("embed() takes an encoder, and this is a DEC model: its soft "
+                        "assignments are dec_model.soft_assignments(model, x), its embedding "
+                        "embed(dec_model.dec_encoder(model), x)")
+    return predict_batched(encoder, x, batch_size)
 
 
 def distribution_strategy() -> tf.distribute.Strategy | None:
