@@ -34,7 +34,20 @@ EMBEDDING_LAYER = "embedding"
 
 
 def build_autoencoder(input_dim: int, config: AutoencoderConfig) -> keras.Model:
-    """d-500-500-2000-10 and its mirror: ReLU inside, linear embedding and reconstruction."""
+    """d-500-500-2000-10 and its mirror: ReLU inside, linear embedding and reconstruction.
+
+    Parameters
+    ----------
+    input_dim : int
+        Pixels per image.
+    config : AutoencoderConfig
+        Hidden layer sizes and the embedding's dimension.
+
+    Returns
+    -------
+    keras.Model
+        Images in, reconstructions out; the embedding is layer ``EMBEDDING_LAYER``.
+    """
     init = keras.initializers.VarianceScaling(scale=1.0 / 3.0, mode="fan_in",
                                               distribution="uniform")
     inputs = keras.Input(shape=(input_dim,), name="image")
@@ -54,12 +67,38 @@ def build_autoencoder(input_dim: int, config: AutoencoderConfig) -> keras.Model:
 
 
 def encoder_of(autoencoder: keras.Model) -> keras.Model:
-    """The encoder half, sharing weights with the autoencoder."""
+    """The encoder half, sharing weights with the autoencoder.
+
+    Parameters
+    ----------
+    autoencoder : keras.Model
+        An autoencoder from ``build_autoencoder`` (or any model with its embedding layer).
+
+    Returns
+    -------
+    keras.Model
+        Images in, the embedding out.
+    """
     return keras.Model(autoencoder.input, autoencoder.get_layer(EMBEDDING_LAYER).output,
                        name="encoder")
 
 
 def make_optimizer(name: str, learning_rate: float, momentum: float) -> keras.optimizers.Optimizer:
+    """The pretraining optimizer ``pretrain.optimizer`` names.
+
+    Parameters
+    ----------
+    name : str
+        ``adam``, or ``sgd`` (with momentum, as published).
+    learning_rate : float
+        Step size.
+    momentum : float
+        SGD's momentum; Adam ignores it.
+
+    Returns
+    -------
+    keras.optimizers.Optimizer
+    """
     if name == "adam":
         return keras.optimizers.Adam(learning_rate=learning_rate)
     return keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum)
@@ -123,7 +162,20 @@ def _replica_copy(model: keras.Model, precision: str, strategy: tf.distribute.St
 def effective_epochs(config: PretrainConfig, n_samples: int) -> int:
     """``config.epochs``, or more on a small data set, so that training takes at least
     ``config.min_steps`` optimizer steps: what an autoencoder learns depends on its updates,
-    and 40 epochs of 1,800 images are only 280 of them."""
+    and 40 epochs of 1,800 images are only 280 of them.
+
+    Parameters
+    ----------
+    config : PretrainConfig
+        ``epochs``, ``min_steps`` and ``batch_size``.
+    n_samples : int
+        Images trained on.
+
+    Returns
+    -------
+    int
+        Epochs to train.
+    """
     if not config.min_steps or n_samples == 0:
         return config.epochs
     steps_per_epoch = -(-n_samples // config.batch_size)
@@ -132,6 +184,8 @@ def effective_epochs(config: PretrainConfig, n_samples: int) -> int:
 
 @dataclass
 class PretrainResult:
+    """How pretraining went: ``pretrain_autoencoder`` trains the model it is given in place."""
+
     losses: list[float] = field(default_factory=list)
     """Mean reconstruction MSE per epoch, resumed epochs included."""
     resumed_from_epoch: int = 0
@@ -212,6 +266,22 @@ def random_shift(batch: tf.Tensor, image_shape: tuple[int, int], max_shift: int,
     """Shift each flattened image by up to ``max_shift`` pixels each way, zero-filling the edge.
 
     Written with gathers rather than image ops so that it compiles with XLA inside the step.
+
+    Parameters
+    ----------
+    batch : tf.Tensor
+        Flattened images, batch x (height * width).
+    image_shape : tuple of int
+        (height, width).
+    max_shift : int
+        Largest shift in pixels, each way and axis.
+    seed : tf.Tensor
+        Two int32s for the stateless random offsets: one batch, one set of shifts.
+
+    Returns
+    -------
+    tf.Tensor
+        The shifted images, flattened as ``batch``.
     """
     height, width = image_shape
     images = tf.reshape(batch, (-1, height, width))
@@ -248,6 +318,34 @@ def pretrain_autoencoder(
     With ``config.augment_shift`` and 2-D images, every batch is randomly shifted and the
     autoencoder reconstructs the shifted images (as in DEC-DA, Guo et al. 2018), which teaches
     an embedding that does not hinge on exact pixel positions.
+
+    Parameters
+    ----------
+    autoencoder : keras.Model
+        Trained in place.
+    x : numpy.ndarray
+        Images, N x pixels.
+    config : PretrainConfig
+        Optimizer, epochs, precision, augmentation and checkpoint settings.
+    seed : int, default 0
+        Seeds the batch order and the shifts (the weights are seeded by the caller).
+    image_shape : tuple of int, optional
+        The images' 2-D shape, which the shifts need.
+    checkpoint_dir : str or os.PathLike, optional
+        Where resumable checkpoints go.
+    on_epoch : callable, optional
+        ``on_epoch(epoch, epochs, loss, seconds_per_epoch)`` after every epoch.
+    strategy : tf.distribute.Strategy, optional
+        Overrides ``distribution_strategy()``.
+
+    Returns
+    -------
+    PretrainResult
+
+    Raises
+    ------
+    FloatingPointError
+        The loss diverged.
     """
     epochs = effective_epochs(config, len(x))
     if strategy is None:

@@ -59,7 +59,17 @@ def kmeans_init(dataset_path: str, autoencoder_path: str, init: dict, dec: dict,
 
 
 def write_init(path: str, centres: np.ndarray, labels: np.ndarray) -> None:
-    """Centres and the initial assignment in one .npz, written atomically."""
+    """Centres and the initial assignment in one .npz, written atomically.
+
+    Parameters
+    ----------
+    path : str
+        The file (a KFP Model artifact's path).
+    centres : numpy.ndarray
+        Initial centres.
+    labels : numpy.ndarray
+        The initial assignment.
+    """
     tmp = f"{path}.partial"
     with open(tmp, "wb") as f:
         np.savez(f, centres=centres, labels=labels)
