@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -76,7 +77,8 @@ def digits(mnist_subset) -> tuple[np.ndarray, np.ndarray]:
 # --- one seed, one model, whichever driver -----------------------------------------------------
 
 
-def test_one_seed_gives_the_same_model_through_dec_fit_and_through_the_steps(digits, tmp_path):
+def test_one_seed_gives_the_same_model_through_dec_fit_and_through_the_steps(digits, tmp_path,
+                                                                             monkeypatch):
     images, labels = digits
     config = _config(seed=3)
     fit_tracker = RecordingTracker()
@@ -88,6 +90,13 @@ def test_one_seed_gives_the_same_model_through_dec_fit_and_through_the_steps(dig
     sections = config.to_dict()
     ingested = steps.ingest({"dataset": str(tmp_path / "digits.npz")}, config.seed,
                             str(tmp_path / "data.npz"), ctx)
+
+    def hashed_again(*args):
+        raise AssertionError("the data was hashed again after ingest")
+
+    # Ingest hashed the data; the later steps take its fingerprint instead of hashing again.
+    for module in ("pretraining", "evaluating"):
+        monkeypatch.setattr(f"dec_lib.steps.{module}.fingerprint", hashed_again)
     steps.pretrain(str(tmp_path / "data.npz"), sections["autoencoder"], sections["pretrain"],
                    config.seed, str(tmp_path / "ae"), ctx,
                    data_fingerprint=ingested["fingerprint"])
@@ -95,6 +104,10 @@ def test_one_seed_gives_the_same_model_through_dec_fit_and_through_the_steps(dig
                       sections["dec"], config.seed, str(tmp_path / "init.npz"), ctx)
     steps.dec_train(str(tmp_path / "data.npz"), str(tmp_path / "ae"), str(tmp_path / "init.npz"),
                     sections["dec"], config.seed, str(tmp_path / "dec"), ctx)
+    steps.evaluate(str(tmp_path / "data.npz"), str(tmp_path / "dec"),
+                   str(tmp_path / "report.json"), ctx, data_fingerprint=ingested["fingerprint"])
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["fingerprint"] == ingested["fingerprint"]
 
     piped = load_model(tmp_path / "dec")
     for ours, theirs in zip(fitted.model_.get_weights(), piped.get_weights(), strict=True):
