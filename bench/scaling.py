@@ -28,7 +28,9 @@ def measure(n: int, seed: int = 0) -> dict:
     from dec_lib.data.datasets import load_dataset
     from dec_lib.model.autoencoder import build_autoencoder, encoder_of, pretrain_autoencoder
     from dec_lib.model.clustering import target_distribution
-    from dec_lib.model.training import build_dec_model, init_centres, predict_soft, train_dec
+    from dec_lib.model.dec_model import build_dec_model, soft_assignments
+    from dec_lib.model.initialisation import init_centres
+    from dec_lib.model.self_training import train_dec
     from dec_lib.runtime.seeding import seed_everything
 
     config = preset("default")
@@ -50,9 +52,9 @@ def measure(n: int, seed: int = 0) -> dict:
     out["init_s"] = time.perf_counter() - started
 
     model = build_dec_model(encoder_of(autoencoder), init.centres, config.dec.alpha)
-    predict_soft(model, x)  # compile
+    soft_assignments(model, x)  # compile
     started = time.perf_counter()
-    target_distribution(predict_soft(model, x))
+    target_distribution(soft_assignments(model, x))
     out["full_pass_s"] = time.perf_counter() - started
     interval = config.dec.update_interval
     dec = config.dec.__class__(**{**vars(config.dec), "maxiter": 2 * interval, "tol": 0.0,

@@ -68,8 +68,10 @@ def main() -> int:
     from dec_lib.config import preset
     from dec_lib.data.datasets import load_dataset
     from dec_lib.model.autoencoder import build_autoencoder, encoder_of, pretrain_autoencoder
+    from dec_lib.model.dec_model import build_dec_model
+    from dec_lib.model.initialisation import init_centres
     from dec_lib.model.precision import resolve_precision
-    from dec_lib.model.training import build_dec_model, init_centres, train_dec
+    from dec_lib.model.self_training import train_dec
     from dec_lib.runtime.seeding import seed_everything
 
     config = preset("seed").with_overrides([f"pretrain.epochs={args.epochs}",

@@ -33,7 +33,8 @@ def evaluate(dataset: Input[Dataset], model: Input[Model], autoencoder: Input[Mo
     evaluation = run_evaluate(dataset.path, model.path, report.path,
                               TrackingContext(run_key, tracking_uri, experiment),
                               autoencoder_path=autoencoder.path, figures_dir=figures.path,
-                              data_unchanged=bool(model.metadata.get("data_unchanged")))
+                              data_unchanged=bool(model.metadata.get("data_unchanged")),
+                              data_fingerprint=dataset.metadata.get("fingerprint", ""))
     for name, value in evaluation.metrics.items():
         metrics.log_metric(name, value)
     if evaluation.confusion is not None:

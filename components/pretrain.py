@@ -16,5 +16,6 @@ def pretrain(dataset: Input[Dataset], autoencoder: dict, pretrain: dict, seed: i
     meta = run_pretrain(dataset.path, autoencoder, pretrain, seed, model.path,
                         TrackingContext(run_key, tracking_uri, experiment),
                         checkpoint_root=checkpoint_root, registry=registry,
-                        model_name=model_name)
+                        model_name=model_name,
+                        data_fingerprint=dataset.metadata.get("fingerprint", ""))
     model.metadata.update({**meta, "format": "keras", "role": "autoencoder"})

@@ -55,8 +55,8 @@ def tiny_model(tmp_path_factory):
     exercise registration without training."""
     from dec_lib.config.sections import AutoencoderConfig
     from dec_lib.model.autoencoder import build_autoencoder, encoder_of
+    from dec_lib.model.dec_model import build_dec_model
     from dec_lib.model.saving import save_model
-    from dec_lib.model.training import build_dec_model
     from dec_lib.runtime.seeding import seed_everything
 
     root = tmp_path_factory.mktemp("tiny-model")

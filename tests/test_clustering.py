@@ -14,10 +14,10 @@ import pytest
 
 from dec_lib.config.sections import AutoencoderConfig
 from dec_lib.errors import DataError
-from dec_lib.model.autoencoder import build_autoencoder, embed, encoder_of
+from dec_lib.model.autoencoder import build_autoencoder, encoder_of
 from dec_lib.model.clustering import ClusteringLayer, soft_assignment, target_distribution
+from dec_lib.model.dec_model import CLUSTERING_LAYER, build_dec_model, soft_assignments
 from dec_lib.model.saving import load_model, save_model
-from dec_lib.model.training import CLUSTERING_LAYER, build_dec_model
 from dec_lib.runtime.seeding import seed_everything
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -154,16 +154,16 @@ def test_saved_dec_model_predicts_identically_in_a_new_process(tiny_dec_model, t
     assert path == tmp_path / "dec.keras"
     assert path.is_file()
     assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
-    expected = embed(tiny_dec_model, x)
+    expected = soft_assignments(tiny_dec_model, x)
 
     out_path = tmp_path / "q.npy"
     script = textwrap.dedent(f"""
         import numpy as np
-        from dec_lib.model.autoencoder import embed
+        from dec_lib.model.dec_model import soft_assignments
         from dec_lib.model.saving import load_model
         model = load_model({str(path)!r})
         assert model.get_layer({CLUSTERING_LAYER!r}).alpha == 2.0
-        np.save({str(out_path)!r}, embed(model, np.load({str(x_path)!r})))
+        np.save({str(out_path)!r}, soft_assignments(model, np.load({str(x_path)!r})))
     """)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT),

@@ -36,7 +36,11 @@ def test_summary_reports_quality_model_and_phase_times(pipeline_run):
                 "mlflow_run_id", "tracking_uri", "wall_seconds", "phase_seconds"):
         assert key in summary, key
     assert summary["n_samples"] == 600
-    assert 0.0 <= summary["nmi"] <= 1.0 and 0.1 <= summary["acc"] <= 1.0
+    # SMALL clusters 600 digits after 3 epochs of pretraining: measured ACC 0.248, 0.250,
+    # 0.287, 0.290 for seeds 0-3 (DEC.fit, which trains the pipeline's model). Clusters drawn
+    # at random score 0.158 on average and at most 0.177 in 200 draws; 0.2 sits above chance
+    # and leaves a margin below the lowest seed for other machines' rounding.
+    assert 0.0 <= summary["nmi"] <= 1.0 and 0.2 <= summary["acc"] <= 1.0
     assert summary["model_name"] == "dec-mnist" and summary["alias"] == "champion"
     assert set(summary["phase_seconds"]) == {"ingest", "pretrain", "kmeans_init", "dec_train",
                                              "evaluate", "register"}

@@ -130,3 +130,27 @@ def test_fit_validates_the_config():
     with pytest.raises(ConfigError) as info:
         DEC(config).fit(np.zeros((20, 784), dtype=np.float32))
     assert info.value.key == "pretrain.epochs"
+
+
+def test_the_package_exports_dec_without_starting_tensorflow_on_import():
+    import subprocess
+    import sys
+
+    script = ("import sys, dec_lib\n"
+              "assert 'tensorflow' not in sys.modules, 'import dec_lib started TensorFlow'\n"
+              "assert dec_lib.preset('quick').data.n_samples == 2000\n"
+              "assert isinstance(dec_lib.RunConfig(), dec_lib.RunConfig)\n"
+              "from dec_lib import DEC\n"
+              "from dec_lib.core.estimator import DEC as Estimator\n"
+              "assert DEC is Estimator and 'tensorflow' in sys.modules\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_labels_given_to_fit_are_checked_and_never_change_the_clusters(x, mnist_subset):
+    fitted_blind = DEC(_tiny_config(maxiter=10)).fit(x)
+    fitted_seen = DEC(_tiny_config(maxiter=10)).fit(x, mnist_subset.y[:N])
+    np.testing.assert_array_equal(fitted_blind.labels_, fitted_seen.labels_)
+    with pytest.raises(DataError, match="labels for"):
+        DEC(_tiny_config()).fit(x, mnist_subset.y[:N - 1])

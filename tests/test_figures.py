@@ -18,7 +18,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 @dataclass
 class UpdateRecord:
-    """``dec_lib.model.training.UpdateRecord``'s fields; that module would import TensorFlow."""
+    """The fields of ``dec_lib.model.self_training.UpdateRecord``, which imports TensorFlow."""
 
     iteration: int
     delta_label: float

@@ -10,8 +10,9 @@ from dec_lib.config.sections import AutoencoderConfig, DECConfig, PretrainConfig
 from dec_lib.errors import ConfigError
 from dec_lib.model import precision
 from dec_lib.model.autoencoder import build_autoencoder, encoder_of, pretrain_autoencoder
+from dec_lib.model.dec_model import build_dec_model
 from dec_lib.model.saving import load_model, save_model
-from dec_lib.model.training import build_dec_model, train_dec
+from dec_lib.model.self_training import train_dec
 from dec_lib.runtime.seeding import seed_everything
 
 TINY = AutoencoderConfig(hidden_dims=[64, 64, 128], embedding_dim=10)

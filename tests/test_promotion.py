@@ -12,8 +12,8 @@ from dec_lib.data.datasets import save_dataset
 from dec_lib.errors import ConfigError
 from dec_lib.mlops.promotion import Score, criterion_for, decide
 from dec_lib.model.autoencoder import build_autoencoder, embed, encoder_of
+from dec_lib.model.dec_model import build_dec_model
 from dec_lib.model.saving import save_model
-from dec_lib.model.training import build_dec_model
 from dec_lib.runtime.seeding import seed_everything
 
 TINY = AutoencoderConfig(hidden_dims=[64, 64, 128], embedding_dim=10)

@@ -125,8 +125,8 @@ def test_numeric_strings_are_refused_however_they_arrive():
 def pyfunc(tmp_path_factory) -> tuple[DECPyfuncModel, object]:
     from dec_lib.config.sections import AutoencoderConfig
     from dec_lib.model.autoencoder import build_autoencoder, encoder_of
+    from dec_lib.model.dec_model import build_dec_model
     from dec_lib.model.saving import save_model
-    from dec_lib.model.training import build_dec_model
     from dec_lib.runtime.seeding import seed_everything
 
     seed_everything(0)
@@ -146,7 +146,7 @@ def pyfunc(tmp_path_factory) -> tuple[DECPyfuncModel, object]:
 
 
 def test_pyfunc_answers_cluster_label_and_confidence(pyfunc, mnist_subset):
-    from dec_lib.model.autoencoder import embed
+    from dec_lib.model.dec_model import soft_assignments
 
     wrapper, model = pyfunc
     assert wrapper.n_features == N_FEATURES
@@ -155,7 +155,7 @@ def test_pyfunc_answers_cluster_label_and_confidence(pyfunc, mnist_subset):
     images = np.rint(x * 255).astype(np.uint8).reshape(-1, 28, 28)
     frame = wrapper.predict(None, images)
 
-    q = embed(model, images.reshape(50, -1).astype(np.float32) / np.float32(255))
+    q = soft_assignments(model, images.reshape(50, -1).astype(np.float32) / np.float32(255))
     assert list(frame.columns) == ["cluster", "label", "confidence"]
     assert len(frame) == 50
     np.testing.assert_array_equal(frame["cluster"].to_numpy(), q.argmax(axis=1))

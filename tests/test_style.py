@@ -44,7 +44,7 @@ def test_no_plain_pickle_load_anywhere():
 LAYERS = ("errors", "runtime", "config", "data", "model", "reports", "core", "mlops", "steps")
 """dec_lib's layers, lowest first: a module imports dec_lib only from its own layer or lower
 ones, so each layer can be used and tested without those above it."""
-FOUNDATION = ("__init__", "errors", "names", "version")
+FOUNDATION = ("errors", "names", "version")
 """The package's top-level modules: the lowest layer, with ``errors``."""
 MLFLOW_LAYERS = ("mlops", "steps")
 """The only layers that talk to MLflow: the rest of dec_lib works without a tracking server."""
@@ -75,8 +75,15 @@ def _imports(path: Path) -> list[tuple[int, str]]:
 
 
 def _layer(parts: tuple[str, ...] | list[str]) -> int:
-    """The layer of the dec_lib module whose path (or dotted name) below dec_lib is ``parts``."""
-    head = parts[0].removesuffix(".py") if parts else "__init__"
+    """The layer of the dec_lib module whose path (or dotted name) below dec_lib is ``parts``.
+
+    The package's ``__init__`` is its front door (``from dec_lib import DEC``), above every
+    layer; naming the package itself (``import dec_lib``) costs nothing, since it imports the
+    estimator only on first use.
+    """
+    if tuple(parts) == ("__init__.py",):
+        return len(LAYERS)
+    head = parts[0].removesuffix(".py") if parts else "errors"
     return 0 if head in FOUNDATION else LAYERS.index(head)
 
 
@@ -139,8 +146,6 @@ def test_the_components_are_the_steps_named_in_dec_lib_names():
 KNOWN_MISSING_DOCSTRINGS = {
     # Other engineers' modules, being rewritten on their branches (issue 12). The lead empties
     # this list after merging.
-    "dec_lib/core/estimator.py": {"DEC.cluster_centers_", "DEC.predict", "DEC.fit_predict",
-                                  "DEC.save", "DEC.load"},
     "dec_lib/mlops/drift.py": {"Drift", "Drift.metrics", "Drift.describe"},
     "dec_lib/mlops/mlserver_runtime.py": {"DECRuntime.predict"},
     "dec_lib/mlops/promotion.py": {"criterion_for", "Score", "Decision", "Decision.metrics"},
@@ -148,18 +153,6 @@ KNOWN_MISSING_DOCSTRINGS = {
                                  "Registration"},
     "dec_lib/mlops/tracking.py": {"resolve_tracking_uri", "bound_http_retries", "log_params",
                                   "log_metrics"},
-    "dec_lib/model/autoencoder.py": {"make_optimizer", "PretrainResult"},
-    "dec_lib/model/clustering.py": {"ClusteringLayer.build", "ClusteringLayer.call",
-                                    "ClusteringLayer.compute_output_shape",
-                                    "ClusteringLayer.get_config"},
-    "dec_lib/model/metrics.py": {"ClusteringReport", "ClusteringReport.to_dict",
-                                 "evaluate_clustering"},
-    "dec_lib/model/saving.py": {"load_model"},
-    "dec_lib/model/training.py": {"InitResult", "UpdateRecord", "DECResult"},
-    "dec_lib/steps/dec_training.py": {"dec_train"},
-    "dec_lib/steps/evaluating.py": {"Evaluation"},
-    "dec_lib/steps/initialising.py": {"read_init"},
-    "dec_lib/steps/pretraining.py": {"pretrain"},
 }
 KNOWN_OTHER_STYLES = {
     # Google-style sections in other engineers' modules (see above).

@@ -25,6 +25,7 @@ import keras
 import numpy as np
 
 from dec_lib.model.autoencoder import embed
+from dec_lib.model.dec_model import cluster_labels, dec_encoder, soft_assignments
 from dec_lib.model.metrics import cluster_accuracy, sampled_silhouette
 
 CRITERIA = ("acc", "silhouette")
@@ -50,15 +51,12 @@ class Score:
 def score_model(model: keras.Model, x: np.ndarray, y: np.ndarray | None,
                 criterion: str) -> Score:
     """``model`` is a DEC model (encoder + clustering layer) as saved by the pipeline."""
-    from dec_lib.model.training import CLUSTERING_LAYER
-
-    q = embed(model, x)
-    clusters = q.argmax(axis=1)
+    q = soft_assignments(model, x)
+    clusters = cluster_labels(q)
     empty = int(q.shape[1] - len(np.unique(clusters)))
     if criterion == "acc":
         return Score(cluster_accuracy(y, clusters), empty)
-    encoder = keras.Model(model.input, model.get_layer(CLUSTERING_LAYER).input)
-    return Score(sampled_silhouette(embed(encoder, x), clusters), empty)
+    return Score(sampled_silhouette(embed(dec_encoder(model), x), clusters), empty)
 
 
 @dataclass

@@ -70,7 +70,7 @@ class DECPyfuncModel(mlflow.pyfunc.PythonModel):
         self.n_features = int(self.model.input_shape[-1])
 
     def predict(self, context, model_input, params=None):
-        from dec_lib.model.autoencoder import embed
+        from dec_lib.model.dec_model import cluster_labels, soft_assignments
 
         try:
             x = to_image_batch(model_input, self.n_features)
@@ -80,8 +80,8 @@ class DECPyfuncModel(mlflow.pyfunc.PythonModel):
             from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
             raise MlflowException(str(error), error_code=INVALID_PARAMETER_VALUE) from error
-        q = embed(self.model, x)
-        clusters = q.argmax(axis=1)
+        q = soft_assignments(self.model, x)
+        clusters = cluster_labels(q)
         return pd.DataFrame({
             "cluster": clusters.astype(np.int64),
             "label": np.array([self.mapping.get(int(c), -1) for c in clusters], dtype=np.int64),

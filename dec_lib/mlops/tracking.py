@@ -14,7 +14,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -592,3 +592,48 @@ def end_if_left_running(run_id: str, status: str, reason: str,
                for s in running},
             FAILED_STEP_TAG: where, FAILURE_TAG: short_text(reason, 240)})
     return where
+
+
+class MlflowTracker:
+    """The phases' tracker (``dec_lib.core.tracker.Tracker``) for the active MLflow run.
+
+    A step opens the run (``step_run``); this only writes to it, through the same retrying
+    calls as the rest of the step.
+    """
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Log ``params`` to the active run.
+
+        Parameters
+        ----------
+        params : Mapping
+            Dotted names to values; None is logged as ``none``.
+        """
+        log_params(dict(params))
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Log ``metrics`` to the active run, at ``step`` when given.
+
+        Parameters
+        ----------
+        metrics : Mapping
+            Dotted names to numbers.
+        step : int, optional
+            The epoch or iteration they belong to.
+        """
+        log_metrics(dict(metrics), step=step)
+
+    def log_artifacts(self, folder: str | os.PathLike, artifact_path: str) -> None:
+        """Upload every file in ``folder`` to the active run under ``artifact_path``.
+
+        Parameters
+        ----------
+        folder : str or os.PathLike
+            A local folder.
+        artifact_path : str
+            The folder's name in the run.
+        """
+        import mlflow
+
+        with_retries(lambda: mlflow.log_artifacts(str(folder), artifact_path=artifact_path),
+                     f"log the {artifact_path}")

@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,8 @@ import numpy as np
 import tensorflow as tf
 
 from dec_lib.config.sections import AutoencoderConfig, PretrainConfig
+from dec_lib.model.clustering import ClusteringLayer
+from dec_lib.model.forward import predict_batched
 from dec_lib.model.precision import use_xla, with_precision
 from dec_lib.runtime.files import replaced
 
@@ -34,7 +35,20 @@ EMBEDDING_LAYER = "embedding"
 
 
 def build_autoencoder(input_dim: int, config: AutoencoderConfig) -> keras.Model:
-    """d-500-500-2000-10 and its mirror: ReLU inside, linear embedding and reconstruction."""
+    """d-500-500-2000-10 and its mirror: ReLU inside, linear embedding and reconstruction.
+
+    Parameters
+    ----------
+    input_dim : int
+        Pixels per image.
+    config : AutoencoderConfig
+        Hidden layer sizes and the embedding's dimension.
+
+    Returns
+    -------
+    keras.Model
+        Images in, reconstructions out; the embedding is layer ``EMBEDDING_LAYER``.
+    """
     init = keras.initializers.VarianceScaling(scale=1.0 / 3.0, mode="fan_in",
                                               distribution="uniform")
     inputs = keras.Input(shape=(input_dim,), name="image")
@@ -54,38 +68,71 @@ def build_autoencoder(input_dim: int, config: AutoencoderConfig) -> keras.Model:
 
 
 def encoder_of(autoencoder: keras.Model) -> keras.Model:
-    """The encoder half, sharing weights with the autoencoder."""
+    """The encoder half, sharing weights with the autoencoder.
+
+    Parameters
+    ----------
+    autoencoder : keras.Model
+        An autoencoder from ``build_autoencoder`` (or any model with its embedding layer).
+
+    Returns
+    -------
+    keras.Model
+        Images in, the embedding out.
+    """
     return keras.Model(autoencoder.input, autoencoder.get_layer(EMBEDDING_LAYER).output,
                        name="encoder")
 
 
 def make_optimizer(name: str, learning_rate: float, momentum: float) -> keras.optimizers.Optimizer:
+    """The pretraining optimizer ``pretrain.optimizer`` names.
+
+    Parameters
+    ----------
+    name : str
+        ``adam``, or ``sgd`` (with momentum, as published).
+    learning_rate : float
+        Step size.
+    momentum : float
+        SGD's momentum; Adam ignores it.
+
+    Returns
+    -------
+    keras.optimizers.Optimizer
+    """
     if name == "adam":
         return keras.optimizers.Adam(learning_rate=learning_rate)
     return keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum)
 
 
 def embed(encoder: keras.Model, x: np.ndarray, batch_size: int = 8192) -> np.ndarray:
-    """The embedding of every row of ``x``, in large compiled batches."""
-    forward = _compiled_forward(encoder)
-    parts = [forward(tf.constant(x[i:i + batch_size])).numpy()
-             for i in range(0, len(x), batch_size)]
-    if not parts:
-        return np.zeros((0, encoder.output.shape[-1]), dtype=np.float32)
-    return np.concatenate(parts)
+    """The embedding of every row of ``x``, in large compiled batches.
 
+    Parameters
+    ----------
+    encoder : keras.Model
+        An encoder (``encoder_of`` an autoencoder, or ``dec_encoder`` of a DEC model), whose
+        output is the embedding.
+    x : numpy.ndarray
+        Images, N x pixels.
+    batch_size : int, default 8192
+        Rows per compiled call.
 
-_FORWARD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+    Returns
+    -------
+    numpy.ndarray
+        N x embedding dimensions.
 
-
-def _compiled_forward(model: keras.Model) -> Callable:
-    """One compiled forward pass per model, reused: DEC calls this at every target update."""
-    forward = _FORWARD.get(model)
-    if forward is None:
-        forward = tf.function(lambda batch: tf.cast(model(batch, training=False), tf.float32),
-                              jit_compile=use_xla(), reduce_retracing=True)
-        _FORWARD[model] = forward
-    return forward
+    Raises
+    ------
+    TypeError
+        ``encoder`` is a DEC model: its output is soft assignments, not an embedding.
+    """
+    if any(isinstance(layer, ClusteringLayer) for layer in encoder.layers):
+        raise TypeError("embed() takes an encoder, and this is a DEC model: its soft "
+                        "assignments are dec_model.soft_assignments(model, x), its embedding "
+                        "embed(dec_model.dec_encoder(model), x)")
+    return predict_batched(encoder, x, batch_size)
 
 
 def distribution_strategy() -> tf.distribute.Strategy | None:
@@ -116,7 +163,20 @@ def _replica_copy(model: keras.Model, precision: str, strategy: tf.distribute.St
 def effective_epochs(config: PretrainConfig, n_samples: int) -> int:
     """``config.epochs``, or more on a small data set, so that training takes at least
     ``config.min_steps`` optimizer steps: what an autoencoder learns depends on its updates,
-    and 40 epochs of 1,800 images are only 280 of them."""
+    and 40 epochs of 1,800 images are only 280 of them.
+
+    Parameters
+    ----------
+    config : PretrainConfig
+        ``epochs``, ``min_steps`` and ``batch_size``.
+    n_samples : int
+        Images trained on.
+
+    Returns
+    -------
+    int
+        Epochs to train.
+    """
     if not config.min_steps or n_samples == 0:
         return config.epochs
     steps_per_epoch = -(-n_samples // config.batch_size)
@@ -125,6 +185,8 @@ def effective_epochs(config: PretrainConfig, n_samples: int) -> int:
 
 @dataclass
 class PretrainResult:
+    """How pretraining went: ``pretrain_autoencoder`` trains the model it is given in place."""
+
     losses: list[float] = field(default_factory=list)
     """Mean reconstruction MSE per epoch, resumed epochs included."""
     resumed_from_epoch: int = 0
@@ -202,6 +264,22 @@ def random_shift(batch: tf.Tensor, image_shape: tuple[int, int], max_shift: int,
     """Shift each flattened image by up to ``max_shift`` pixels each way, zero-filling the edge.
 
     Written with gathers rather than image ops so that it compiles with XLA inside the step.
+
+    Parameters
+    ----------
+    batch : tf.Tensor
+        Flattened images, batch x (height * width).
+    image_shape : tuple of int
+        (height, width).
+    max_shift : int
+        Largest shift in pixels, each way and axis.
+    seed : tf.Tensor
+        Two int32s for the stateless random offsets: one batch, one set of shifts.
+
+    Returns
+    -------
+    tf.Tensor
+        The shifted images, flattened as ``batch``.
     """
     height, width = image_shape
     images = tf.reshape(batch, (-1, height, width))
@@ -238,6 +316,34 @@ def pretrain_autoencoder(
     With ``config.augment_shift`` and 2-D images, every batch is randomly shifted and the
     autoencoder reconstructs the shifted images (as in DEC-DA, Guo et al. 2018), which teaches
     an embedding that does not hinge on exact pixel positions.
+
+    Parameters
+    ----------
+    autoencoder : keras.Model
+        Trained in place.
+    x : numpy.ndarray
+        Images, N x pixels.
+    config : PretrainConfig
+        Optimizer, epochs, precision, augmentation and checkpoint settings.
+    seed : int, default 0
+        Seeds the batch order and the shifts (the weights are seeded by the caller).
+    image_shape : tuple of int, optional
+        The images' 2-D shape, which the shifts need.
+    checkpoint_dir : str or os.PathLike, optional
+        Where resumable checkpoints go.
+    on_epoch : callable, optional
+        ``on_epoch(epoch, epochs, loss, seconds_per_epoch)`` after every epoch.
+    strategy : tf.distribute.Strategy, optional
+        Overrides ``distribution_strategy()``.
+
+    Returns
+    -------
+    PretrainResult
+
+    Raises
+    ------
+    FloatingPointError
+        The loss diverged.
     """
     epochs = effective_epochs(config, len(x))
     if strategy is None:

@@ -13,7 +13,22 @@ from keras import ops
 
 
 def soft_assignment(embedding: np.ndarray, centres: np.ndarray, alpha: float = 1.0) -> np.ndarray:
-    """q_ij: Student's t similarity of embedding i to centre j, normalised per row."""
+    """q_ij: Student's t similarity of embedding i to centre j, normalised per row.
+
+    Parameters
+    ----------
+    embedding : numpy.ndarray
+        Points, N x dimensions.
+    centres : numpy.ndarray
+        Cluster centres, K x dimensions.
+    alpha : float, default 1.0
+        Degrees of freedom of the Student's t kernel.
+
+    Returns
+    -------
+    numpy.ndarray
+        N x K, float64; rows sum to one.
+    """
     embedding = np.asarray(embedding, dtype=np.float64)
     centres = np.asarray(centres, dtype=np.float64)
     sq_dist = ((embedding[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2)
@@ -26,6 +41,16 @@ def target_distribution(q: np.ndarray) -> np.ndarray:
 
     Squaring sharpens confident assignments; dividing by f_j stops large clusters from swallowing
     the rest.
+
+    Parameters
+    ----------
+    q : numpy.ndarray
+        Soft assignments, N x K.
+
+    Returns
+    -------
+    numpy.ndarray
+        p, N x K, float64; rows sum to one.
     """
     q = np.asarray(q, dtype=np.float64)
     weight = q**2 / q.sum(axis=0)
@@ -34,7 +59,15 @@ def target_distribution(q: np.ndarray) -> np.ndarray:
 
 @keras.saving.register_keras_serializable(package="dec")
 class ClusteringLayer(keras.layers.Layer):
-    """Maps embeddings to soft cluster assignments; the cluster centres are its weights."""
+    """Maps embeddings to soft cluster assignments; the cluster centres are its weights.
+
+    Parameters
+    ----------
+    n_clusters : int
+        How many centres.
+    alpha : float, default 1.0
+        Degrees of freedom of the Student's t kernel; saved with the layer.
+    """
 
     def __init__(self, n_clusters: int, alpha: float = 1.0, **kwargs):
         super().__init__(**kwargs)
@@ -42,6 +75,7 @@ class ClusteringLayer(keras.layers.Layer):
         self.alpha = float(alpha)
 
     def build(self, input_shape):
+        """Create the centres, one row per cluster, as wide as the embedding."""
         self.centres = self.add_weight(
             name="centres",
             shape=(self.n_clusters, int(input_shape[-1])),
@@ -49,13 +83,16 @@ class ClusteringLayer(keras.layers.Layer):
         )
 
     def call(self, embedding):
+        """q for a batch of embeddings, differentiable in the embedding and the centres."""
         diff = ops.expand_dims(embedding, axis=1) - ops.expand_dims(self.centres, axis=0)
         sq_dist = ops.sum(ops.square(diff), axis=2)
         q = ops.power(1.0 + sq_dist / self.alpha, -(self.alpha + 1.0) / 2.0)
         return q / ops.sum(q, axis=1, keepdims=True)
 
     def compute_output_shape(self, input_shape):
+        """(batch, n_clusters)."""
         return (input_shape[0], self.n_clusters)
 
     def get_config(self):
+        """The layer's settings, ``alpha`` included, so a saved model reloads faithfully."""
         return {**super().get_config(), "n_clusters": self.n_clusters, "alpha": self.alpha}

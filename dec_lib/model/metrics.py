@@ -32,7 +32,25 @@ def _as_label_vectors(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
 
 
 def contingency(y_true, y_pred) -> np.ndarray:
-    """counts[cluster, label]: how many points of each label fell in each cluster."""
+    """counts[cluster, label]: how many points of each label fell in each cluster.
+
+    Parameters
+    ----------
+    y_true : array-like
+        True labels, non-negative integers.
+    y_pred : array-like
+        Cluster ids, one per label.
+
+    Returns
+    -------
+    numpy.ndarray
+        n_clusters x n_labels counts.
+
+    Raises
+    ------
+    DataError
+        Labels or clusters that are not non-negative whole numbers, or of unequal length.
+    """
     y_true, y_pred = _as_label_vectors(y_true, y_pred)
     counts = np.zeros((y_pred.max() + 1, y_true.max() + 1), dtype=np.int64)
     np.add.at(counts, (y_pred, y_true), 1)
@@ -43,6 +61,18 @@ def cluster_to_label(y_true, y_pred) -> dict[int, int]:
     """The one-to-one cluster->label mapping that maximises agreement (Hungarian algorithm).
 
     Clusters left over when there are more clusters than labels map to their majority label.
+
+    Parameters
+    ----------
+    y_true : array-like
+        True labels, non-negative integers.
+    y_pred : array-like
+        Cluster ids, one per label.
+
+    Returns
+    -------
+    dict
+        Cluster id to label.
     """
     counts = contingency(y_true, y_pred)
     rows, cols = linear_sum_assignment(counts, maximize=True)
@@ -54,7 +84,20 @@ def cluster_to_label(y_true, y_pred) -> dict[int, int]:
 
 
 def cluster_accuracy(y_true, y_pred) -> float:
-    """Unsupervised accuracy: the best one-to-one matching of clusters to labels."""
+    """Unsupervised accuracy: the best one-to-one matching of clusters to labels.
+
+    Parameters
+    ----------
+    y_true : array-like
+        True labels, non-negative integers.
+    y_pred : array-like
+        Cluster ids, one per label.
+
+    Returns
+    -------
+    float
+        The fraction of points whose cluster maps to their label, in [0, 1].
+    """
     counts = contingency(y_true, y_pred)
     rows, cols = linear_sum_assignment(counts, maximize=True)
     return float(counts[rows, cols].sum() / counts.sum())
@@ -62,6 +105,8 @@ def cluster_accuracy(y_true, y_pred) -> float:
 
 @dataclass
 class ClusteringReport:
+    """A clustering scored against true labels: what the evaluate step reports."""
+
     acc: float
     nmi: float
     ari: float
@@ -71,10 +116,24 @@ class ClusteringReport:
     labels: list[int]
 
     def to_dict(self) -> dict:
+        """The report as plain JSON-ready values."""
         return asdict(self)
 
 
 def evaluate_clustering(y_true, y_pred) -> ClusteringReport:
+    """ACC, NMI, ARI, the cluster-to-label mapping and the mapped confusion matrix.
+
+    Parameters
+    ----------
+    y_true : array-like
+        True labels, non-negative integers.
+    y_pred : array-like
+        Cluster ids, one per label.
+
+    Returns
+    -------
+    ClusteringReport
+    """
     y_true, y_pred = _as_label_vectors(y_true, y_pred)
     mapping = cluster_to_label(y_true, y_pred)
     mapped = np.array([mapping.get(int(c), -1) for c in range(y_pred.max() + 1)])[y_pred]
@@ -104,6 +163,22 @@ def sampled_silhouette(embedding: np.ndarray, clusters: np.ndarray,
 
     The sample depends only on the number of points and ``seed``, so two models scored on the
     same data are scored on the same points.
+
+    Parameters
+    ----------
+    embedding : numpy.ndarray
+        Points, N x dimensions.
+    clusters : numpy.ndarray
+        Their cluster ids.
+    sample_size : int, default SILHOUETTE_SAMPLE
+        At most this many points: the silhouette is quadratic in their number.
+    seed : int, default 0
+        Draws the sample.
+
+    Returns
+    -------
+    float
+        In [-1, 1]; -1 when the sample holds fewer than two clusters.
     """
     from sklearn.metrics import silhouette_score
 

@@ -49,7 +49,23 @@ def _gpu_has_bf16() -> bool:
 
 @functools.cache
 def resolve_precision(name: str) -> str:
-    """``auto`` becomes ``bfloat16`` where the hardware computes it natively, else ``float32``."""
+    """``auto`` becomes ``bfloat16`` where the hardware computes it natively, else ``float32``.
+
+    Parameters
+    ----------
+    name : str
+        One of ``PRECISIONS``.
+
+    Returns
+    -------
+    str
+        ``float32`` or ``bfloat16``.
+
+    Raises
+    ------
+    ValueError
+        An unknown name.
+    """
     if name not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {name!r}")
     if name != "auto":
@@ -68,6 +84,18 @@ def with_precision(model: keras.Model, precision: str) -> keras.Model:
 
     The clustering layer stays in float32: its Student's t kernel is cheap and bfloat16 would
     blur the soft assignments that DEC's target sharpens.
+
+    Parameters
+    ----------
+    model : keras.Model
+        The model whose weights are trained.
+    precision : str
+        One of ``PRECISIONS``.
+
+    Returns
+    -------
+    keras.Model
+        ``model``, or a copy computing in ``precision`` whose weights the caller copies back.
     """
     policy = _POLICY[resolve_precision(precision)]
     if all(layer.dtype_policy.name == policy for layer in model.layers

@@ -19,7 +19,21 @@ CUSTOM_OBJECTS = {"dec>ClusteringLayer": ClusteringLayer, "ClusteringLayer": Clu
 
 
 def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
-    """Write atomically: a reader never sees a half-written model under the final name."""
+    """Write ``model`` in the ``.keras`` format, atomically: a reader never sees a half-written
+    model under the final name.
+
+    Parameters
+    ----------
+    model : keras.Model
+        Any model of ours.
+    path : str or os.PathLike
+        The file; ``.keras`` is appended when missing.
+
+    Returns
+    -------
+    pathlib.Path
+        Where the model is.
+    """
     path = Path(path)
     if path.suffix != ".keras":
         path = path.with_name(path.name + ".keras")
@@ -30,6 +44,22 @@ def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
 
 
 def load_model(path: str | os.PathLike) -> keras.Model:
+    """Read a model ``save_model`` wrote, in safe mode.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``.keras`` file, or a folder holding exactly one (a KFP Model artifact).
+
+    Returns
+    -------
+    keras.Model
+
+    Raises
+    ------
+    DataError
+        No such file, several candidates, or a file that is not a loadable model.
+    """
     path = Path(path)
     if path.is_dir():
         candidates = sorted(path.glob("*.keras"))

@@ -7,8 +7,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from dec_lib.data.datasets import read_dataset
 from dec_lib.mlops import tracking
 from dec_lib.steps.common import (
@@ -22,6 +20,8 @@ from dec_lib.steps.common import (
 
 @dataclass
 class Evaluation:
+    """What the ``evaluate`` step scored and wrote, for its component's KFP outputs."""
+
     metrics: dict[str, float]
     confusion: list[list[int]] | None
     labels: list[int] | None
@@ -35,7 +35,7 @@ class Evaluation:
 @user_errors_exit
 def evaluate(dataset_path: str, model_path: str, report_path: str, ctx: TrackingContext,
              autoencoder_path: str = "", figures_dir: str = "",
-             data_unchanged: bool = False) -> Evaluation:
+             data_unchanged: bool = False, data_fingerprint: str = "") -> Evaluation:
     """Score the clustering, draw the figures and write the report, logged to MLflow.
 
     The training curves come from the files the training steps left next to their models
@@ -43,79 +43,64 @@ def evaluate(dataset_path: str, model_path: str, report_path: str, ctx: Tracking
     else they live in a temporary folder only long enough to reach MLflow. With
     ``data_unchanged`` (a warm start on the champion's own data) nothing was trained, so
     nothing is scored: the report says so, and the champion's run holds its figures.
+
+    Parameters
+    ----------
+    data_fingerprint : str, optional
+        The data's fingerprint as ingest recorded it, written into the report (which register
+        tags the model version with); computed here when not given.
     """
     begin("evaluate")
     import tempfile
 
     if data_unchanged:
-        return _evaluate_unchanged(dataset_path, report_path, ctx, figures_dir)
+        return _evaluate_unchanged(dataset_path, report_path, ctx, figures_dir,
+                                   data_fingerprint)
 
-    from dec_lib.model.autoencoder import embed
-    from dec_lib.model.metrics import evaluate_clustering, sampled_silhouette
+    from dec_lib.core.phases import evaluate as evaluate_phase
     from dec_lib.model.saving import load_model
-    from dec_lib.model.training import CLUSTERING_LAYER
     from dec_lib.reports.run_report import read_dec_history, read_pretrain_losses, write_run_report
 
+    tracker = tracking.MlflowTracker()
     with ctx.step("evaluate"):
         dataset = read_dataset(dataset_path)
-        model = load_model(model_path)
-        import keras
-
-        encoder = keras.Model(model.input, model.get_layer(CLUSTERING_LAYER).input)
-        embedding = embed(encoder, dataset.x)
-        q = embed(model, dataset.x)
-        clusters = q.argmax(axis=1)
-        n_clusters = q.shape[1]
-        sizes = np.bincount(clusters, minlength=n_clusters)
-        metrics: dict[str, float] = {
-            "mean_confidence": float(q.max(axis=1).mean()),
-            "n_empty_clusters": float(np.sum(sizes == 0)),
-        }
-        if len(np.unique(clusters)) > 1:
-            metrics["silhouette"] = sampled_silhouette(embedding, clusters)
-        confusion = labels = None
-        mapping: dict[int, int] = {}
-        if dataset.y is not None:
-            report = evaluate_clustering(dataset.y, clusters)
-            metrics.update(acc=report.acc, nmi=report.nmi, ari=report.ari)
-            confusion, labels, mapping = report.confusion, report.labels, report.mapping
-        tracking.log_metrics(metrics)
-        evaluation = Evaluation(metrics=metrics, confusion=confusion, labels=labels,
-                                mapping=mapping, cluster_sizes=sizes.tolist())
+        scores = evaluate_phase(load_model(model_path), dataset.x, dataset.y, tracker=tracker)
+        evaluation = Evaluation(metrics=scores.metrics, confusion=scores.confusion,
+                                labels=scores.labels, mapping=scores.mapping,
+                                cluster_sizes=scores.cluster_sizes)
         Path(report_path).write_text(json.dumps({
-            "metrics": metrics, "confusion": confusion, "labels": labels,
-            "mapping": {str(k): v for k, v in mapping.items()},
-            "cluster_sizes": evaluation.cluster_sizes,
+            "metrics": scores.metrics, "confusion": scores.confusion, "labels": scores.labels,
+            "mapping": {str(k): v for k, v in scores.mapping.items()},
+            "cluster_sizes": scores.cluster_sizes,
             "image_shape": list(dataset.image_shape),
-            "fingerprint": fingerprint(dataset.x, dataset.y),
+            "fingerprint": data_fingerprint or fingerprint(dataset.x, dataset.y),
         }, indent=2))
-        tracking.log_metrics({f"cluster_size.{i}": s for i, s in enumerate(sizes)})
-        log.info("evaluate: %s", ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
 
         with tempfile.TemporaryDirectory() as scratch:
             folder = Path(figures_dir or scratch)
             evaluation.report_files = write_run_report(
                 folder, title=f"DEC clustering report: {dataset.source}",
-                metrics=metrics, cluster_sizes=evaluation.cluster_sizes, confusion=confusion,
-                labels=labels, mapping=mapping, x=dataset.x, image_shape=dataset.image_shape,
-                embedding=embedding, q=q, y=dataset.y,
+                metrics=scores.metrics, cluster_sizes=scores.cluster_sizes,
+                confusion=scores.confusion, labels=scores.labels, mapping=scores.mapping,
+                x=dataset.x, image_shape=dataset.image_shape, embedding=scores.embedding,
+                q=scores.q, y=dataset.y,
                 pretrain_losses=read_pretrain_losses(autoencoder_path) if autoencoder_path
                 else [],
                 dec_history=read_dec_history(model_path))
-            _log_report(folder)
+            tracker.log_artifacts(folder, "report")
         log.info("evaluate: report and %d figures in MLflow under report/",
                  len(evaluation.report_files) - 2)
     return evaluation
 
 
 def _evaluate_unchanged(dataset_path: str, report_path: str, ctx: TrackingContext,
-                        figures_dir: str) -> Evaluation:
+                        figures_dir: str, data_fingerprint: str) -> Evaluation:
     import html
     import tempfile
 
     with ctx.step("evaluate"):
         dataset = read_dataset(dataset_path)
-        data_fingerprint = fingerprint(dataset.x, dataset.y)
+        data_fingerprint = data_fingerprint or fingerprint(dataset.x, dataset.y)
         Path(report_path).write_text(json.dumps({
             "metrics": {}, "confusion": None, "labels": None, "mapping": {},
             "cluster_sizes": [], "image_shape": list(dataset.image_shape),
@@ -136,13 +121,6 @@ def _evaluate_unchanged(dataset_path: str, report_path: str, ctx: TrackingContex
                 "</body></html>\n")
             evaluation.report_files = {name: folder / name for name in ("report.md",
                                                                         "report.html")}
-            _log_report(folder)
+            tracking.MlflowTracker().log_artifacts(folder, "report")
         log.info("evaluate: the data is unchanged; nothing to score")
     return evaluation
-
-
-def _log_report(folder: Path) -> None:
-    import mlflow
-
-    tracking.with_retries(lambda: mlflow.log_artifacts(str(folder), artifact_path="report"),
-                          "log the report")

@@ -11,7 +11,6 @@ from dec_lib.config.sections import RunConfig
 from dec_lib.data.datasets import read_dataset
 from dec_lib.errors import DecError
 from dec_lib.mlops import tracking
-from dec_lib.runtime.progress import Progress
 from dec_lib.steps.common import (
     DATA_FINGERPRINT_TAG,
     TrackingContext,
@@ -28,13 +27,21 @@ from dec_lib.steps.common import (
 @user_errors_exit
 def pretrain(dataset_path: str, autoencoder: dict, pretrain: dict, seed: int, out_path: str,
              ctx: TrackingContext, checkpoint_root: str = "", registry: dict | None = None,
-             model_name: str = "") -> dict[str, Any]:
+             model_name: str = "", data_fingerprint: str = "") -> dict[str, Any]:
+    """Pretrain the autoencoder on the ingested data, or hand on the champion (warm start).
+
+    Parameters
+    ----------
+    data_fingerprint : str, optional
+        The data's fingerprint as ingest recorded it (its output's metadata), so that the
+        images are not hashed again; computed here when not given.
+    """
     begin("pretrain")
     config = config_from_sections(seed, autoencoder=autoencoder, pretrain=pretrain,
                                   registry=registry or {})
     dataset = read_dataset(dataset_path)
     # The work, which keys both the resumable checkpoint and (when cached) the MLflow run.
-    data_fingerprint = fingerprint(dataset.x, dataset.y)
+    data_fingerprint = data_fingerprint or fingerprint(dataset.x, dataset.y)
     work = [data_fingerprint, autoencoder, pretrain, seed, registry or {}]
     ctx = ctx.own("pretrain", *work)
     with ctx.step("pretrain") as run:
@@ -54,39 +61,17 @@ def pretrain(dataset_path: str, autoencoder: dict, pretrain: dict, seed: int, ou
 
 def _pretrain(dataset, config: RunConfig, out: Path, checkpoint_dir: Path | None
               ) -> dict[str, Any]:
-    from dec_lib.model.autoencoder import build_autoencoder, effective_epochs, pretrain_autoencoder
+    from dec_lib.core.phases import pretrain as pretrain_phase
     from dec_lib.model.saving import save_model
     from dec_lib.reports.run_report import save_pretrain_losses
-    from dec_lib.runtime.seeding import seed_everything
 
-    seed_everything(config.seed)
-    model = build_autoencoder(dataset.n_features, config.autoencoder)
-    epochs = effective_epochs(config.pretrain, dataset.n_samples)
-    progress = Progress(epochs)
-
-    # At most about 200 reports: a small data set may run a thousand short epochs, and each
-    # report is a write to the tracking store and a line on the terminal.
-    every = max(1, epochs // 200)
-
-    def on_epoch(epoch: int, epochs: int, loss: float, seconds: float) -> None:
-        if epoch % every and epoch != epochs:
-            return
-        tracking.log_metrics({"pretrain.loss": loss, "pretrain.epoch_seconds": seconds},
-                             step=epoch)
-        log.info("pretrain: epoch %s, loss %.5f, %.2fs/epoch", progress.line(epoch), loss,
-                 seconds)
-
-    result = pretrain_autoencoder(model, dataset.x, config.pretrain, seed=config.seed,
-                                  image_shape=dataset.image_shape,
-                                  checkpoint_dir=checkpoint_dir, on_epoch=on_epoch)
-    save_model(model, out / "autoencoder.keras")
-    save_pretrain_losses(out, result.losses)
-    final_loss = result.losses[-1] if result.losses else float("nan")
-    if result.losses:
-        tracking.log_metrics({"pretrain.final_loss": final_loss})
-    tracking.log_metrics({"pretrain.resumed_from_epoch": result.resumed_from_epoch})
-    return {"epochs": epochs, "final_loss": final_loss,
-            "resumed_from_epoch": result.resumed_from_epoch}
+    pretrained = pretrain_phase(dataset.x, config.autoencoder, config.pretrain, seed=config.seed,
+                                image_shape=dataset.image_shape, checkpoint_dir=checkpoint_dir,
+                                tracker=tracking.MlflowTracker())
+    save_model(pretrained.autoencoder, out / "autoencoder.keras")
+    save_pretrain_losses(out, pretrained.losses)
+    return {"epochs": pretrained.epochs, "final_loss": pretrained.final_loss,
+            "resumed_from_epoch": pretrained.resumed_from_epoch}
 
 
 def _warm_start(dataset, data_fingerprint: str, model_name: str, out: Path

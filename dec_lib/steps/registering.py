@@ -99,7 +99,7 @@ def _promotion_gate(model_path: str, dataset_path: str, model_name: str, config:
     from dec_lib.mlops.drift import measure_drift, reference_from_tags, reference_of
     from dec_lib.mlops.promotion import criterion_for, decide, score_model
     from dec_lib.mlops.serving import download_keras_model
-    from dec_lib.model.autoencoder import embed
+    from dec_lib.model.dec_model import soft_assignments
     from dec_lib.model.saving import load_model
 
     dataset = read_dataset(dataset_path)
@@ -107,7 +107,7 @@ def _promotion_gate(model_path: str, dataset_path: str, model_name: str, config:
     candidate_model = load_model(model_path)
     candidate = score_model(candidate_model, dataset.x, dataset.y, criterion)
     # This data is the candidate's training data: what later runs measure drift against.
-    reference = reference_of(embed(candidate_model, dataset.x))
+    reference = reference_of(soft_assignments(candidate_model, dataset.x))
     decisions, drifts = [], []
 
     def gate(champion) -> bool:
@@ -122,7 +122,7 @@ def _promotion_gate(model_path: str, dataset_path: str, model_name: str, config:
                          "(registered before drift was measured); no drift figures",
                          champion.version)
             else:
-                drifts.append(measure_drift(embed(model, dataset.x), champion_reference))
+                drifts.append(measure_drift(soft_assignments(model, dataset.x), champion_reference))
         decisions.append(decide(candidate, score, criterion=criterion,
                                 tolerance=config.registry.promotion_tolerance,
                                 champion_version=None if champion is None

@@ -1,4 +1,4 @@
-"""Centre initialisation and DEC's self-training loop.
+"""DEC's self-training loop.
 
 The loop follows Xie et al. (2016): every ``update_interval`` iterations recompute the sharpened
 target p from the current model on the whole data set, then train encoder and centres on
@@ -10,106 +10,23 @@ column sums over all of the data.
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import keras
 import numpy as np
 import tensorflow as tf
-from sklearn.cluster import KMeans
 
-from dec_lib.config.sections import DECConfig, InitConfig
-from dec_lib.data.validation import check_n_clusters
-from dec_lib.model.autoencoder import embed
-from dec_lib.model.clustering import ClusteringLayer, target_distribution
+from dec_lib.config.sections import DECConfig
+from dec_lib.model.clustering import target_distribution
+from dec_lib.model.dec_model import cluster_labels, soft_assignments
 from dec_lib.model.precision import use_xla, with_precision
-
-CLUSTERING_LAYER = "clustering"
-
-
-@dataclass
-class InitResult:
-    centres: np.ndarray
-    labels: np.ndarray
-    """The initial assignment; DEC's warm-up trains towards it."""
-    inertia: float
-    """Within-cluster sum of squares of ``labels`` in the embedding."""
-    seconds: float
-
-
-def init_centres(embedding: np.ndarray, n_clusters: int, config: InitConfig,
-                 *, seed: int = 0) -> InitResult:
-    """Initial clusters on the embedding, and the centres the clustering layer starts from.
-
-    ``kmeans`` is the published recipe. ``umap`` follows N2D (McConville et al. 2020): the
-    autoencoder's embedding is not yet clustered well for Euclidean partitions, but its local
-    neighbourhoods are reliable, so UMAP unfolds that manifold and a Gaussian mixture clusters
-    the result; the centres are then the clusters' means in the embedding.
-    """
-    check_n_clusters(n_clusters, len(embedding))
-    started = time.perf_counter()
-    embedding = np.asarray(embedding, dtype=np.float64)
-    if config.method == "umap":
-        labels = _manifold_labels(embedding, n_clusters, config, seed)
-        centres = _cluster_means(embedding, labels, n_clusters, seed)
-        inertia = float(((embedding - centres[labels]) ** 2).sum())
-    else:
-        kmeans = KMeans(n_clusters=n_clusters, n_init=config.n_init, max_iter=config.max_iter,
-                        random_state=seed)
-        labels = kmeans.fit_predict(embedding)
-        centres, inertia = kmeans.cluster_centers_, float(kmeans.inertia_)
-    return InitResult(centres=centres.astype(np.float32), labels=labels.astype(np.int64),
-                      inertia=inertia, seconds=time.perf_counter() - started)
-
-
-def _manifold_labels(embedding: np.ndarray, n_clusters: int, config: InitConfig,
-                     seed: int) -> np.ndarray:
-    import umap
-    from sklearn.mixture import GaussianMixture
-
-    n_neighbors = min(config.umap_neighbors, len(embedding) - 1)
-    with warnings.catch_warnings():
-        # A fixed random_state makes UMAP single-threaded, which it warns about; we want that.
-        warnings.filterwarnings("ignore", message=".*n_jobs value.*")
-        mapped = umap.UMAP(n_components=config.umap_components or n_clusters,
-                           n_neighbors=n_neighbors, min_dist=0.0, metric="euclidean",
-                           random_state=seed,
-                           init="spectral" if len(embedding) > n_clusters + 1 else "random",
-                           ).fit_transform(embedding)
-    mixture = GaussianMixture(n_components=n_clusters, covariance_type="full",
-                              n_init=config.n_init, max_iter=config.max_iter,
-                              random_state=seed)
-    return mixture.fit_predict(mapped)
-
-
-def _cluster_means(embedding: np.ndarray, labels: np.ndarray, n_clusters: int,
-                   seed: int) -> np.ndarray:
-    """Per-cluster means; an empty cluster gets a random point so every centre is usable."""
-    rng = np.random.default_rng(seed)
-    centres = np.empty((n_clusters, embedding.shape[1]))
-    for k in range(n_clusters):
-        members = embedding[labels == k]
-        centres[k] = members.mean(axis=0) if len(members) else embedding[rng.integers(
-            len(embedding))]
-    return centres
-
-
-def build_dec_model(encoder: keras.Model, centres: np.ndarray, alpha: float) -> keras.Model:
-    """Encoder followed by the clustering layer, centres set from ``centres``."""
-    layer = ClusteringLayer(len(centres), alpha=alpha, name=CLUSTERING_LAYER)
-    model = keras.Model(encoder.input, layer(encoder.output), name="dec")
-    layer.set_weights([np.asarray(centres, dtype=np.float32)])
-    return model
-
-
-def predict_soft(model: keras.Model, x: np.ndarray) -> np.ndarray:
-    """q for every row of ``x``."""
-    return embed(model, x)
 
 
 @dataclass
 class UpdateRecord:
+    """What one target update saw: reported to ``on_update`` and kept in the history."""
+
     iteration: int
     delta_label: float
     """Fraction of points whose cluster changed since the previous update."""
@@ -119,10 +36,13 @@ class UpdateRecord:
 
 @dataclass
 class DECResult:
+    """The outcome of ``train_dec``; ``labels`` and ``q`` describe the final model."""
+
     labels: np.ndarray
     q: np.ndarray
     iterations: int
     converged: bool
+    """Stopped because fewer than ``tol`` of the labels changed, not at ``maxiter``."""
     history: list[UpdateRecord] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -146,6 +66,28 @@ def train_dec(
     learns the initial partition before self-training refines it. Without the warm-up, an
     initialisation that is not a Euclidean partition of the embedding (UMAP's) is first
     flattened into its nearest-centre version, losing what made it good.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A DEC model; trained in place (its weights are the result).
+    x : numpy.ndarray
+        Images, N x pixels.
+    config : DECConfig
+        The loop's settings.
+    initial_labels : numpy.ndarray, optional
+        The initialisation's assignment of ``x``, for the warm-up.
+    on_update : callable, optional
+        ``on_update(record, labels, maxiter)`` at every target update, iteration 0 included.
+
+    Returns
+    -------
+    DECResult
+
+    Raises
+    ------
+    ValueError
+        ``initial_labels`` does not have one label per image.
     """
     warmup = config.warmup_iterations if initial_labels is not None else 0
     if initial_labels is not None and len(initial_labels) != len(x):
@@ -185,8 +127,8 @@ def train_dec(
     index = tf.constant(0)
     iteration = 0
     while True:
-        q = predict_soft(compute, x)
-        labels = q.argmax(axis=1)
+        q = soft_assignments(compute, x)
+        labels = cluster_labels(q)
         delta = 1.0 if previous is None else float(np.mean(labels != previous))
         record = UpdateRecord(iteration=iteration, delta_label=delta, loss=loss)
         history.append(record)

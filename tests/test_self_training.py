@@ -1,4 +1,4 @@
-"""Centre initialisation and DEC's self-training loop: stopping rules and what the history says."""
+"""DEC's self-training loop: stopping rules, what the history says, and the warm-up."""
 
 from __future__ import annotations
 
@@ -7,91 +7,14 @@ import numpy as np
 import pytest
 
 from dec_lib.config.sections import AutoencoderConfig, DECConfig, InitConfig, PretrainConfig
-from dec_lib.data.validation import check_n_clusters
-from dec_lib.errors import ConfigError
 from dec_lib.model.autoencoder import build_autoencoder, embed, encoder_of, pretrain_autoencoder
-from dec_lib.model.clustering import ClusteringLayer
-from dec_lib.model.metrics import cluster_accuracy
-from dec_lib.model.training import (
-    CLUSTERING_LAYER,
-    build_dec_model,
-    init_centres,
-    predict_soft,
-    train_dec,
-)
+from dec_lib.model.dec_model import CLUSTERING_LAYER, build_dec_model, soft_assignments
+from dec_lib.model.initialisation import init_centres
+from dec_lib.model.self_training import train_dec
 from dec_lib.runtime.seeding import seed_everything
 
 TINY = AutoencoderConfig(hidden_dims=[64, 64, 128], embedding_dim=10)
 N_CLUSTERS = 10
-
-# --- init_centres ----------------------------------------------------------------------------
-
-
-def _blobs(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    centres = np.array([[0, 0, 0], [20, 0, 0], [0, 20, 0], [0, 0, 20]], dtype=float)
-    y = np.repeat(np.arange(4), 30)
-    rng.shuffle(y)
-    return centres[y] + rng.normal(scale=0.5, size=(len(y), 3)), y, centres
-
-
-def test_init_centres_finds_well_separated_blobs():
-    x, y, centres = _blobs()
-    result = init_centres(x.astype(np.float32), 4, InitConfig(n_init=3), seed=0)
-    assert cluster_accuracy(y, result.labels) == 1.0
-    assert result.centres.shape == (4, 3)
-    assert result.centres.dtype == np.float32
-    assert result.labels.dtype == np.int64
-    # every true centre has a found centre close by
-    dist = np.linalg.norm(centres[:, None, :] - result.centres[None, :, :], axis=2)
-    assert dist.min(axis=1).max() < 0.5
-    assert result.inertia > 0
-
-
-def test_init_centres_is_repeatable_under_a_seed():
-    x, _, _ = _blobs(1)
-    a = init_centres(x, 4, InitConfig(n_init=1), seed=5)
-    b = init_centres(x, 4, InitConfig(n_init=1), seed=5)
-    np.testing.assert_array_equal(a.labels, b.labels)
-    np.testing.assert_array_equal(a.centres, b.centres)
-
-
-def test_more_clusters_than_points_is_a_config_error():
-    with pytest.raises(ConfigError, match="5 clusters for only 3 samples") as info:
-        init_centres(np.zeros((3, 2), dtype=np.float32), 5, InitConfig())
-    assert info.value.key == "dec.n_clusters"
-
-
-@pytest.mark.parametrize("n_clusters", [11, 0, 2.0, True])
-def test_check_n_clusters_refuses_impossible_counts(n_clusters):
-    with pytest.raises(ConfigError) as info:
-        check_n_clusters(n_clusters, 10)
-    assert info.value.key == "dec.n_clusters"
-
-
-def test_check_n_clusters_accepts_two_to_n():
-    assert check_n_clusters(np.int64(10), 10) == 10
-    assert check_n_clusters(2, 10) == 2
-
-
-# --- build_dec_model -------------------------------------------------------------------------
-
-
-def test_build_dec_model_sets_centres_and_alpha():
-    seed_everything(0)
-    encoder = encoder_of(build_autoencoder(20, AutoencoderConfig(hidden_dims=[8],
-                                                                 embedding_dim=3)))
-    centres = np.arange(12, dtype=np.float32).reshape(4, 3)
-    model = build_dec_model(encoder, centres, alpha=2.0)
-    layer = model.get_layer(CLUSTERING_LAYER)
-    assert isinstance(layer, ClusteringLayer)
-    assert layer.alpha == 2.0
-    np.testing.assert_array_equal(layer.get_weights()[0], centres)
-    assert model.output_shape == (None, 4)
-    x = np.random.default_rng(0).random((6, 20), dtype=np.float32)
-    q = predict_soft(model, x)
-    np.testing.assert_allclose(q.sum(axis=1), 1.0, rtol=1e-5)
-
 
 # --- train_dec -------------------------------------------------------------------------------
 
@@ -151,7 +74,7 @@ def test_train_dec_respects_maxiter_and_records_every_update(dec_model, x400):
     np.testing.assert_array_equal(result.labels, updates[-1][1])
     np.testing.assert_allclose(result.q.sum(axis=1), 1.0, rtol=1e-5)
     np.testing.assert_array_equal(result.labels, result.q.argmax(axis=1))
-    np.testing.assert_array_equal(result.labels, predict_soft(dec_model, x400).argmax(axis=1))
+    np.testing.assert_array_equal(result.labels, soft_assignments(dec_model, x400).argmax(axis=1))
     # and training moved the centres
     assert not np.allclose(dec_model.get_layer(CLUSTERING_LAYER).get_weights()[0],
                            centres_before)
@@ -176,39 +99,7 @@ def test_train_dec_with_maxiter_zero_only_assigns(dec_model, x400, pretrained):
     assert len(np.unique(result.labels)) > 1
 
 
-# --- manifold initialisation and warm-up ------------------------------------------------------
-
-
-def _rings(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Two concentric rings in 3-D: a manifold split that no Euclidean partition finds."""
-    rng = np.random.default_rng(seed)
-    angle = rng.uniform(0, 2 * np.pi, 400)
-    y = np.repeat([0, 1], 200)
-    radius = np.where(y == 0, 1.0, 4.0)
-    x = np.stack([radius * np.cos(angle), radius * np.sin(angle),
-                  rng.normal(scale=0.05, size=400)], axis=1)
-    return x + rng.normal(scale=0.05, size=x.shape), y
-
-
-def test_umap_init_separates_what_kmeans_cannot():
-    x, y = _rings()
-    kmeans = init_centres(x, 2, InitConfig(method="kmeans", n_init=3), seed=0)
-    manifold = init_centres(x, 2, InitConfig(method="umap", n_init=2, umap_neighbors=10),
-                            seed=0)
-    assert cluster_accuracy(y, kmeans.labels) < 0.8
-    assert cluster_accuracy(y, manifold.labels) == 1.0
-    # centres are the clusters' means in the input space
-    for k in range(2):
-        np.testing.assert_allclose(manifold.centres[k], x[manifold.labels == k].mean(axis=0),
-                                   rtol=1e-5, atol=1e-5)
-
-
-def test_umap_init_is_repeatable_under_a_seed():
-    x, _, _ = _blobs(2)
-    config = InitConfig(method="umap", n_init=1, umap_neighbors=10)
-    a = init_centres(x, 4, config, seed=3)
-    b = init_centres(x, 4, config, seed=3)
-    np.testing.assert_array_equal(a.labels, b.labels)
+# --- warm-up towards the initial assignment ---------------------------------------------------
 
 
 def test_warmup_trains_towards_the_initial_assignment(mnist_subset):

@@ -1,0 +1,140 @@
+"""The initial clusters DEC starts from, on the autoencoder's embedding.
+
+``kmeans`` is the published recipe; ``umap`` follows N2D (McConville et al. 2020). A warm start
+takes them instead from a trained DEC model (``init_from_model``).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+from sklearn.cluster import KMeans
+
+from dec_lib.config.sections import InitConfig
+from dec_lib.data.validation import check_n_clusters
+from dec_lib.model.autoencoder import embed
+from dec_lib.model.clustering import soft_assignment
+from dec_lib.model.dec_model import cluster_centres, cluster_labels, clustering_layer, dec_encoder
+
+
+@dataclass
+class InitResult:
+    """Initial centres and the assignment they came from.
+
+    Attributes
+    ----------
+    centres : numpy.ndarray
+        n_clusters x embedding dimensions, float32: what the clustering layer starts from.
+    """
+
+    centres: np.ndarray
+    labels: np.ndarray
+    """The initial assignment; DEC's warm-up trains towards it."""
+    inertia: float
+    """Within-cluster sum of squares of ``labels`` in the embedding."""
+    seconds: float
+
+
+def init_centres(embedding: np.ndarray, n_clusters: int, config: InitConfig,
+                 *, seed: int = 0) -> InitResult:
+    """Initial clusters on the embedding, and the centres the clustering layer starts from.
+
+    ``kmeans`` is the published recipe. ``umap`` follows N2D (McConville et al. 2020): the
+    autoencoder's embedding is not yet clustered well for Euclidean partitions, but its local
+    neighbourhoods are reliable, so UMAP unfolds that manifold and a Gaussian mixture clusters
+    the result; the centres are then the clusters' means in the embedding.
+
+    Parameters
+    ----------
+    embedding : numpy.ndarray
+        The autoencoder's embedding of the images, N x embedding dimensions.
+    n_clusters : int
+        How many clusters.
+    config : InitConfig
+        The method and its settings.
+    seed : int, default 0
+        Seeds K-Means, UMAP and the mixture: one seed, one initialisation.
+
+    Returns
+    -------
+    InitResult
+
+    Raises
+    ------
+    ConfigError
+        On ``dec.n_clusters`` when the embedding has too few points for that many clusters.
+    """
+    check_n_clusters(n_clusters, len(embedding))
+    started = time.perf_counter()
+    embedding = np.asarray(embedding, dtype=np.float64)
+    if config.method == "umap":
+        labels = _manifold_labels(embedding, n_clusters, config, seed)
+        centres = _cluster_means(embedding, labels, n_clusters, seed)
+        inertia = float(((embedding - centres[labels]) ** 2).sum())
+    else:
+        kmeans = KMeans(n_clusters=n_clusters, n_init=config.n_init, max_iter=config.max_iter,
+                        random_state=seed)
+        labels = kmeans.fit_predict(embedding)
+        centres, inertia = kmeans.cluster_centers_, float(kmeans.inertia_)
+    return InitResult(centres=centres.astype(np.float32), labels=labels.astype(np.int64),
+                      inertia=inertia, seconds=time.perf_counter() - started)
+
+
+def _manifold_labels(embedding: np.ndarray, n_clusters: int, config: InitConfig,
+                     seed: int) -> np.ndarray:
+    import umap
+    from sklearn.mixture import GaussianMixture
+
+    n_neighbors = min(config.umap_neighbors, len(embedding) - 1)
+    with warnings.catch_warnings():
+        # A fixed random_state makes UMAP single-threaded, which it warns about; we want that.
+        warnings.filterwarnings("ignore", message=".*n_jobs value.*")
+        mapped = umap.UMAP(n_components=config.umap_components or n_clusters,
+                           n_neighbors=n_neighbors, min_dist=0.0, metric="euclidean",
+                           random_state=seed,
+                           init="spectral" if len(embedding) > n_clusters + 1 else "random",
+                           ).fit_transform(embedding)
+    mixture = GaussianMixture(n_components=n_clusters, covariance_type="full",
+                              n_init=config.n_init, max_iter=config.max_iter,
+                              random_state=seed)
+    return mixture.fit_predict(mapped)
+
+
+def _cluster_means(embedding: np.ndarray, labels: np.ndarray, n_clusters: int,
+                   seed: int) -> np.ndarray:
+    """Per-cluster means; an empty cluster gets a random point so every centre is usable."""
+    rng = np.random.default_rng(seed)
+    centres = np.empty((n_clusters, embedding.shape[1]))
+    for k in range(n_clusters):
+        members = embedding[labels == k]
+        centres[k] = members.mean(axis=0) if len(members) else embedding[rng.integers(
+            len(embedding))]
+    return centres
+
+
+def init_from_model(model: keras.Model, x: np.ndarray) -> InitResult:
+    """A warm start's initialisation: a trained DEC model's centres and its assignment of ``x``.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A DEC model (the registered champion's).
+    x : numpy.ndarray
+        Images, N x pixels.
+
+    Returns
+    -------
+    InitResult
+        The model's own centres, unchanged, and the clusters it assigns ``x`` to.
+    """
+    started = time.perf_counter()
+    centres = cluster_centres(model)
+    embedding = embed(dec_encoder(model), x)  # one pass; q follows from it and the centres
+    labels = cluster_labels(soft_assignment(embedding, centres, clustering_layer(model).alpha))
+    inertia = float(((embedding - centres[labels]) ** 2).sum())
+    return InitResult(centres=centres, labels=labels.astype(np.int64), inertia=inertia,
+                      seconds=time.perf_counter() - started)

@@ -1,0 +1,96 @@
+"""Initial clusters on the embedding (K-Means, UMAP + Gaussian mixture), and the cluster count."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dec_lib.config.sections import InitConfig
+from dec_lib.data.validation import check_n_clusters
+from dec_lib.errors import ConfigError
+from dec_lib.model.initialisation import init_centres
+from dec_lib.model.metrics import cluster_accuracy
+
+# --- init_centres ----------------------------------------------------------------------------
+
+
+def _blobs(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centres = np.array([[0, 0, 0], [20, 0, 0], [0, 20, 0], [0, 0, 20]], dtype=float)
+    y = np.repeat(np.arange(4), 30)
+    rng.shuffle(y)
+    return centres[y] + rng.normal(scale=0.5, size=(len(y), 3)), y, centres
+
+
+def test_init_centres_finds_well_separated_blobs():
+    x, y, centres = _blobs()
+    result = init_centres(x.astype(np.float32), 4, InitConfig(n_init=3), seed=0)
+    assert cluster_accuracy(y, result.labels) == 1.0
+    assert result.centres.shape == (4, 3)
+    assert result.centres.dtype == np.float32
+    assert result.labels.dtype == np.int64
+    # every true centre has a found centre close by
+    dist = np.linalg.norm(centres[:, None, :] - result.centres[None, :, :], axis=2)
+    assert dist.min(axis=1).max() < 0.5
+    assert result.inertia > 0
+
+
+def test_init_centres_is_repeatable_under_a_seed():
+    x, _, _ = _blobs(1)
+    a = init_centres(x, 4, InitConfig(n_init=1), seed=5)
+    b = init_centres(x, 4, InitConfig(n_init=1), seed=5)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_array_equal(a.centres, b.centres)
+
+
+def test_more_clusters_than_points_is_a_config_error():
+    with pytest.raises(ConfigError, match="5 clusters for only 3 samples") as info:
+        init_centres(np.zeros((3, 2), dtype=np.float32), 5, InitConfig())
+    assert info.value.key == "dec.n_clusters"
+
+
+@pytest.mark.parametrize("n_clusters", [11, 0, 2.0, True])
+def test_check_n_clusters_refuses_impossible_counts(n_clusters):
+    with pytest.raises(ConfigError) as info:
+        check_n_clusters(n_clusters, 10)
+    assert info.value.key == "dec.n_clusters"
+
+
+def test_check_n_clusters_accepts_two_to_n():
+    assert check_n_clusters(np.int64(10), 10) == 10
+    assert check_n_clusters(2, 10) == 2
+
+
+# --- manifold initialisation and warm-up ------------------------------------------------------
+
+
+def _rings(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two concentric rings in 3-D: a manifold split that no Euclidean partition finds."""
+    rng = np.random.default_rng(seed)
+    angle = rng.uniform(0, 2 * np.pi, 400)
+    y = np.repeat([0, 1], 200)
+    radius = np.where(y == 0, 1.0, 4.0)
+    x = np.stack([radius * np.cos(angle), radius * np.sin(angle),
+                  rng.normal(scale=0.05, size=400)], axis=1)
+    return x + rng.normal(scale=0.05, size=x.shape), y
+
+
+def test_umap_init_separates_what_kmeans_cannot():
+    x, y = _rings()
+    kmeans = init_centres(x, 2, InitConfig(method="kmeans", n_init=3), seed=0)
+    manifold = init_centres(x, 2, InitConfig(method="umap", n_init=2, umap_neighbors=10),
+                            seed=0)
+    assert cluster_accuracy(y, kmeans.labels) < 0.8
+    assert cluster_accuracy(y, manifold.labels) == 1.0
+    # centres are the clusters' means in the input space
+    for k in range(2):
+        np.testing.assert_allclose(manifold.centres[k], x[manifold.labels == k].mean(axis=0),
+                                   rtol=1e-5, atol=1e-5)
+
+
+def test_umap_init_is_repeatable_under_a_seed():
+    x, _, _ = _blobs(2)
+    config = InitConfig(method="umap", n_init=1, umap_neighbors=10)
+    a = init_centres(x, 4, config, seed=3)
+    b = init_centres(x, 4, config, seed=3)
+    np.testing.assert_array_equal(a.labels, b.labels)
