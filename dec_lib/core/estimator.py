@@ -15,6 +15,7 @@ import numpy as np
 from dec_lib.config import RunConfig, preset
 from dec_lib.core import phases
 from dec_lib.core.tracker import NullTracker, Tracker
+from dec_lib.data.datasets import infer_image_shape
 from dec_lib.data.validation import check_images, check_labels, check_n_clusters
 from dec_lib.errors import NotFittedError
 from dec_lib.model.autoencoder import embed, encoder_of
@@ -80,7 +81,7 @@ class DEC:
         config = (self.config or preset("default")).validate()
         tracker = tracker or NullTracker()
         raw_shape = np.shape(x)
-        image_shape = tuple(raw_shape[1:3]) if len(raw_shape) >= 3 else None
+        image_shape = infer_image_shape(raw_shape) if len(raw_shape) >= 2 else None
         x = check_images(x, source="x")
         y = check_labels(y, len(x), source="y")
         check_n_clusters(config.dec.n_clusters, len(x))

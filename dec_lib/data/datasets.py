@@ -40,6 +40,7 @@ __all__ = [
     "Dataset",
     "Provenance",
     "check_data_path",
+    "infer_image_shape",
     "load_dataset",
     "load_dataset_with_provenance",
     "read_dataset",
@@ -324,15 +325,29 @@ def _make_dataset(
     x = check_images(x, source)
     y = check_labels(y, x.shape[0], label_source or source)
     if image_shape is None:
-        image_shape = _infer_image_shape(raw_shape)
+        image_shape = infer_image_shape(raw_shape)
     image_shape = _check_image_shape(image_shape, x.shape[1], source)
     dataset = Dataset(x=x, y=y, image_shape=image_shape, source=source)
     logger.info("loaded %r", dataset)
     return dataset
 
 
-def _infer_image_shape(raw_shape: tuple[int, ...]) -> tuple[int, ...]:
-    """Recover HxW from the array layout; a flat NxD with square D is taken as D = sxs."""
+def infer_image_shape(raw_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Recover HxW from an image array's layout; a flat NxD with square D is taken as D = sxs.
+
+    The pipeline's ingest and ``DEC.fit`` both read the shape this way, so a flat MNIST array
+    is shift-augmented as 28x28 images through either.
+
+    Parameters
+    ----------
+    raw_shape : tuple of int
+        The array's shape: N x D, N x H x W, or N x H x W x C.
+
+    Returns
+    -------
+    tuple of int
+        (H, W) for grey images, (H, W, C) for colour, (D,) when D is not a square.
+    """
     if len(raw_shape) == 3:
         return tuple(raw_shape[1:])
     if len(raw_shape) == 4:
