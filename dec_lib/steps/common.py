@@ -33,7 +33,6 @@ log = logging.getLogger("dec.steps")
 
 
 ERROR_FILE_ENV = "DEC_ERROR_FILE"
-DATA_FINGERPRINT_TAG = "data.fingerprint"
 
 _STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES,
                    errno.EPERM}
