@@ -107,7 +107,21 @@ def score_model(model: keras.Model, x: np.ndarray, y: np.ndarray | None,
 
 @dataclass
 class Decision:
-    """What the gate decided about a candidate, with the figures and the reason behind it."""
+    """What the gate decided about a candidate, with the figures and the reason behind it.
+
+    Attributes
+    ----------
+    promote : bool
+        The candidate becomes champion.
+    criterion : str
+        ``acc`` or ``silhouette``.
+    candidate : float
+        The candidate's score on the current data.
+    tolerance : float
+        As given to ``decide``.
+    reason : str
+        One sentence, recorded as the run's ``gate.reason``.
+    """
 
     promote: bool
     criterion: str
