@@ -55,8 +55,8 @@ def register(model_path: str, report_path: str, model_name: str, work_dir: str,
             run_id=run.info.run_id,
             work_dir=work_dir,
             tags={DATA_FINGERPRINT_TAG: report.get("fingerprint", ""),
-                  **(gate.reference.tags() if gate else {})},
-            **({"gate": gate} if gate else {}),
+                  **(gate.reference.tags() if gate is not None else {})},
+            **({"gate": gate} if gate is not None else {}),
         )
         decision = champion_gate.record_outcome(registration, gate)
     result.update(model_version=registration.version, alias=registration.alias,
