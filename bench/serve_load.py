@@ -133,7 +133,7 @@ def register_model(root: Path) -> tuple[str, str]:
 
     from dec_lib.config.sections import AutoencoderConfig
     from dec_lib.mlops import tracking
-    from dec_lib.mlops.serving import log_and_register
+    from dec_lib.mlops.registry import log_and_register
     from dec_lib.model.autoencoder import build_autoencoder, encoder_of
     from dec_lib.model.dec_model import build_dec_model
     from dec_lib.model.saving import save_model

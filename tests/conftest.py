@@ -87,7 +87,7 @@ def register_small_dec(root: Path, mnist_subset: Dataset, model_name: str,
     )
     from dec_lib.core.estimator import DEC
     from dec_lib.mlops import tracking
-    from dec_lib.mlops.serving import log_and_register
+    from dec_lib.mlops.registry import log_and_register
     from dec_lib.model.metrics import cluster_to_label
 
     config = RunConfig(

@@ -200,3 +200,14 @@ def test_a_retried_register_step_does_not_register_twice(store):
     assert again["model_version"] == first["model_version"]
     assert again["alias"] == first["alias"]
     assert len(client.search_model_versions("name='digits'")) == before + 1
+
+
+@pytest.mark.parametrize(("tags", "expected"), [({"acc": "0.9123"}, 0.9123), ({}, None),
+                                                ({"acc": "n/a"}, None), (None, None)])
+def test_the_champion_s_registered_score_is_read_from_its_tags(tags, expected):
+    from types import SimpleNamespace
+
+    from dec_lib.mlops.champion_gate import registered_score
+
+    assert registered_score(SimpleNamespace(tags=tags), "acc") == expected
+    assert registered_score(None, "acc") is None

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import keras, mlflow  # everything imported before the start line, so both start together
 from dec_lib.model import saving as model_io
-from dec_lib.mlops import serving
+from dec_lib.mlops import champion_gate, registry
 from dec_lib import steps
 
 model_dir, report, name, uri, tag, count, start = sys.argv[1:8]

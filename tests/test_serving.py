@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -183,3 +184,65 @@ def test_pyfunc_refuses_bad_images(pyfunc):
         wrapper.predict(None, np.zeros((1, 10, 10), np.uint8))
     assert raised.value.error_code == "INVALID_PARAMETER_VALUE"  # a 400 when served
     assert isinstance(raised.value.__cause__, DataError)
+
+
+# --- a registered version, loaded where dec_lib is not installed -----------------------------
+
+LOAD_IN_A_FRESH_PROCESS = """
+import json, sys
+import numpy as np
+import mlflow
+
+model = mlflow.pyfunc.load_model(sys.argv[1])
+frame = model.predict(np.load(sys.argv[2]))
+print(json.dumps({"module": sys.modules["dec_lib.mlops.serving"].__file__,
+                  "class": type(model.unwrap_python_model()).__module__,
+                  "answer": frame.to_dict(orient="list")}))
+"""
+
+
+def test_a_registered_version_loads_its_own_copy_of_dec_lib_and_predicts(tiny_model, tmp_path,
+                                                                         pixels):
+    """MLflow pickles the pyfunc class by its module path and puts the version's ``code/`` on
+    ``sys.path`` when loading it: that copy must hold ``dec_lib`` itself, so the model loads
+    wherever it is served (the MLServer image, ``mlflow models serve``), installed or not."""
+    import os
+    import subprocess
+    import sys
+
+    import mlflow
+    from mlflow import MlflowClient
+    from servers import clean_env
+
+    from dec_lib.mlops import tracking
+    from dec_lib.mlops.registry import log_and_register
+
+    model_dir, _ = tiny_model
+    uri = tracking.sqlite_uri(tmp_path)
+    experiment = MlflowClient(uri).create_experiment(
+        "serving", artifact_location=tracking.artifact_root_for(uri))
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        with mlflow.start_run(experiment_id=experiment) as run:
+            log_and_register(model_dir / "dec.keras", mapping={0: 1, 1: 2, 2: 3},
+                             image_shape=(28, 28), model_name="served", metrics={},
+                             run_id=run.info.run_id, work_dir=tmp_path / "register")
+        files = Path(mlflow.artifacts.download_artifacts(artifact_uri="models:/served/1",
+                                                         dst_path=str(tmp_path / "version")))
+        expected = mlflow.pyfunc.load_model(str(files)).predict(pixels)
+    finally:
+        mlflow.set_tracking_uri(previous)
+    np.save(tmp_path / "images.npy", pixels)
+
+    env = clean_env()
+    env.pop("PYTHONPATH", None)  # only the version's own copy, or the installed package
+    done = subprocess.run([sys.executable, "-c", LOAD_IN_A_FRESH_PROCESS, str(files),
+                           str(tmp_path / "images.npy")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    assert Path(loaded["module"]).is_relative_to(files / "code" / "dec_lib")
+    assert loaded["class"] == "dec_lib.mlops.serving"
+    pd.testing.assert_frame_equal(pd.DataFrame(loaded["answer"]), expected, check_exact=False,
+                                  rtol=1e-6)

@@ -44,6 +44,8 @@ class Reference:
 
 @dataclass(frozen=True)
 class Drift:
+    """How far new data is from a model's training data, by the two figures of this module."""
+
     low_confidence_share: float
     """Share of the new images below the training median confidence (about 0.5: no drift)."""
     cluster_size_tvd: float
@@ -51,10 +53,12 @@ class Drift:
     n_images: int
 
     def metrics(self) -> dict[str, float]:
+        """The two figures as MLflow metrics (``drift.*``)."""
         return {"drift.low_confidence_share": self.low_confidence_share,
                 "drift.cluster_size_tvd": self.cluster_size_tvd}
 
     def describe(self) -> str:
+        """One sentence for the log, saying what each figure would be without drift."""
         return (f"{self.low_confidence_share:.1%} of {self.n_images} images below the "
                 f"champion's training median confidence (about 50% when nothing drifted); "
                 f"cluster sizes moved by {self.cluster_size_tvd:.3f} (total variation)")
@@ -85,7 +89,24 @@ def reference_from_tags(tags: Mapping[str, str] | None) -> Reference | None:
 
 
 def measure_drift(q: np.ndarray, reference: Reference) -> Drift:
-    """The drift of the data whose soft assignments (by the reference's model) are ``q``."""
+    """The drift of the data whose soft assignments (by the reference's model) are ``q``.
+
+    Parameters
+    ----------
+    q : numpy.ndarray
+        Soft assignments of the new data, shape (n_images, n_clusters), by the model whose
+        training data ``reference`` describes.
+    reference : Reference
+
+    Returns
+    -------
+    Drift
+
+    Raises
+    ------
+    ValueError
+        When ``q`` and ``reference`` have different numbers of clusters (another model).
+    """
     q = np.asarray(q)
     if q.shape[1] != len(reference.cluster_shares):
         raise ValueError(f"q has {q.shape[1]} clusters, the reference "

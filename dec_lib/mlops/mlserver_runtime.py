@@ -25,6 +25,14 @@ class DECRuntime(MLflowRuntime):
     """``mlserver_mlflow.MLflowRuntime`` whose client mistakes are 400s that say what is wrong."""
 
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
+        """The model's answer to ``payload``, or a 400 for a request that is the client's fault.
+
+        Raises
+        ------
+        mlserver.errors.InferenceError
+            (a 400) for a request that cannot be decoded, or images the model refuses; any
+            other error passes through as MLServer's 500.
+        """
         try:
             decoded = self.decode_request(payload)
         except (ValueError, TypeError, KeyError) as error:

@@ -28,10 +28,27 @@ from dec_lib.model.autoencoder import embed
 from dec_lib.model.dec_model import cluster_labels, dec_encoder, soft_assignments
 from dec_lib.model.metrics import cluster_accuracy, sampled_silhouette
 
-CRITERIA = ("acc", "silhouette")
-
 
 def criterion_for(setting: str, has_labels: bool) -> str:
+    """The criterion the gate scores by: ``registry.promotion_criterion`` resolved for the data.
+
+    Parameters
+    ----------
+    setting : str
+        ``auto``, ``acc`` or ``silhouette``.
+    has_labels : bool
+        Whether the data set has labels.
+
+    Returns
+    -------
+    str
+        ``acc`` or ``silhouette``; ``auto`` is ``acc`` with labels, ``silhouette`` without.
+
+    Raises
+    ------
+    ConfigError
+        On ``acc`` for data without labels, which it cannot score.
+    """
     from dec_lib.errors import ConfigError
 
     if setting == "auto":
@@ -44,13 +61,40 @@ def criterion_for(setting: str, has_labels: bool) -> str:
 
 @dataclass
 class Score:
+    """A model's score on the data, and how many of its clusters received no image.
+
+    Attributes
+    ----------
+    value : float
+        ACC or silhouette, by the criterion.
+    empty_clusters : int
+        Clusters no image lands in: a label-free gate refuses a model with more of them.
+    """
+
     value: float
     empty_clusters: int
 
 
 def score_model(model: keras.Model, x: np.ndarray, y: np.ndarray | None,
                 criterion: str) -> Score:
-    """``model`` is a DEC model (encoder + clustering layer) as saved by the pipeline."""
+    """Score a DEC model on ``x`` by ``criterion``.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A DEC model (encoder + clustering layer) as saved by the pipeline.
+    x : numpy.ndarray
+        The images, one row each.
+    y : numpy.ndarray or None
+        Their labels; needed for ``acc``.
+    criterion : str
+        ``acc`` (accuracy of the best cluster-to-label mapping) or ``silhouette`` (of the
+        clusters in the model's own embedding).
+
+    Returns
+    -------
+    Score
+    """
     q = soft_assignments(model, x)
     clusters = cluster_labels(q)
     empty = int(q.shape[1] - len(np.unique(clusters)))
@@ -61,6 +105,22 @@ def score_model(model: keras.Model, x: np.ndarray, y: np.ndarray | None,
 
 @dataclass
 class Decision:
+    """What the gate decided about a candidate, with the figures and the reason behind it.
+
+    Attributes
+    ----------
+    promote : bool
+        The candidate becomes champion.
+    criterion : str
+        ``acc`` or ``silhouette``.
+    candidate : float
+        The candidate's score on the current data.
+    tolerance : float
+        As given to ``decide``.
+    reason : str
+        One sentence, recorded as the run's ``gate.reason``.
+    """
+
     promote: bool
     criterion: str
     candidate: float
@@ -73,6 +133,7 @@ class Decision:
     """The champion's score when it was registered, on its own data (None: not recorded)."""
 
     def metrics(self) -> dict[str, float]:
+        """The decision's figures as MLflow metrics (``gate.*``); absent ones are left out."""
         out = {"gate.candidate": self.candidate, "gate.promoted": float(self.promote)}
         if self.champion is not None:
             out["gate.champion"] = self.champion
@@ -84,8 +145,30 @@ class Decision:
 def decide(candidate: Score, champion: Score | None, *, criterion: str, tolerance: float,
            champion_version: str | None = None, champion_registered: float | None = None,
            max_champion_drop: float = 1.0) -> Decision:
-    """``champion_registered``: the champion's score when registered; with it, data on which
-    the champion falls more than ``max_champion_drop`` below it holds the candidate."""
+    """Whether the candidate replaces the champion, and why.
+
+    Parameters
+    ----------
+    candidate : Score
+        The new version on the current data.
+    champion : Score or None
+        The champion on the same data; None when there is no champion (the candidate wins).
+    criterion : str
+        What the scores are (``acc`` or ``silhouette``), for the reason.
+    tolerance : float
+        How far below the champion the candidate may score and still be promoted.
+    champion_version : str, optional
+        Recorded in the decision.
+    champion_registered : float, optional
+        The champion's score when it was registered; with it, data on which the champion falls
+        more than ``max_champion_drop`` below it holds the candidate for review.
+    max_champion_drop : float, default 1.0
+        See ``champion_registered`` (1: never hold).
+
+    Returns
+    -------
+    Decision
+    """
     def decision(promote: bool, reason: str) -> Decision:
         return Decision(promote=promote, criterion=criterion, candidate=candidate.value,
                         champion=None if champion is None else champion.value,

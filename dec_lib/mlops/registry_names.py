@@ -23,8 +23,22 @@ _REFUSED = {"/": "'/'", ":": "':'", "'": "a quote (')", '"': 'a quote (")', "\\"
 def check_model_name(name: str, option: str = "--model-name") -> str:
     """``name`` if the registry will take it and a search filter can quote it.
 
-    Raises:
-        ConfigError: on ``option``, saying which character or rule is broken.
+    Parameters
+    ----------
+    name : str
+        The registered model's name.
+    option : str
+        The option or setting it came from, for the message.
+
+    Returns
+    -------
+    str
+        ``name``, unchanged.
+
+    Raises
+    ------
+    ConfigError
+        On ``option``, saying which character or rule is broken.
     """
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(option, "a registered model needs a non-empty name")

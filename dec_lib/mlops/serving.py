@@ -1,16 +1,15 @@
-"""The registered model: a pyfunc that takes images and answers cluster, label and confidence.
+"""The served model: a pyfunc that takes images and answers cluster, label and confidence.
 
 Users load it with ``mlflow.pyfunc.load_model("models:/dec-mnist@champion")`` or serve it with
-``mlflow models serve``; it needs no Kubeflow and no knowledge of how it was trained.
+``mlflow models serve``; it needs no Kubeflow and no knowledge of how it was trained. Which
+version is served, and under which alias, is the registry's business
+(``dec_lib.mlops.registry``).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -19,19 +18,46 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+import dec_lib
 from dec_lib.errors import DataError
 
-log = logging.getLogger(__name__)
+__all__ = ["INFO_ARTIFACT", "MODEL_ARTIFACT", "OUTPUT_COLUMNS", "DECPyfuncModel", "log_pyfunc",
+           "pip_requirements", "signature", "to_image_batch"]
 
 MODEL_ARTIFACT = "dec_model"
 INFO_ARTIFACT = "model_info"
-CHAMPION = "champion"
-CHALLENGER = "challenger"
-OUTPUT_COLUMNS = ("cluster", "label", "confidence")
+OUTPUT_COLUMNS: dict[str, str] = {"cluster": "long", "label": "long", "confidence": "double"}
+"""The pyfunc's answer, column by column in order, with each column's MLflow type: the frame
+``DECPyfuncModel.predict`` returns and the signature's outputs are both built from it."""
+_NUMPY_TYPES = {"long": np.int64, "double": np.float64}
 
 
 def to_image_batch(model_input: Any, n_features: int) -> np.ndarray:
-    """Accept N×H×W, N×H×W×1 or N×D images, uint8 (0-255) or float (0-1), as array or frame."""
+    """The images of one request as float32 pixels in [0, 1], one row per image.
+
+    Clients hold images in many layouts, and MLflow's servers hand them on in others (JSON
+    arrives as nested lists, a V2 tensor of objects as a 1-D object array): each is accepted
+    here, once, so the model itself sees one layout.
+
+    Parameters
+    ----------
+    model_input : array-like, DataFrame or dict
+        N×H×W, N×H×W×1 or N×D images, uint8 (0-255) or float (0-1); a dict with a single
+        entry holding them; a DataFrame of pixels or of per-image lists.
+    n_features : int
+        The pixels per image the model takes.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 of shape (N, ``n_features``).
+
+    Raises
+    ------
+    DataError
+        On an empty batch, non-numeric values, NaN, values out of range or the wrong number of
+        pixels; the message says which.
+    """
     from dec_lib.data.validation import check_images
 
     if isinstance(model_input, pd.DataFrame):
@@ -59,9 +85,22 @@ def to_image_batch(model_input: Any, n_features: int) -> np.ndarray:
 
 
 class DECPyfuncModel(mlflow.pyfunc.PythonModel):
-    """Images in; a frame of ``cluster``, ``label`` (-1 where no mapping) and ``confidence`` out."""
+    """Images in; a frame of ``cluster``, ``label`` (-1 where no mapping) and ``confidence`` out.
 
-    def load_context(self, context):
+    MLflow pickles this class by reference, as ``dec_lib.mlops.serving.DECPyfuncModel``, and
+    each registered version carries its own copy of ``dec_lib`` to import it from (see
+    ``log_pyfunc``): moving or renaming the class breaks no version already registered, but it
+    must stay importable under the name the new versions record.
+    """
+
+    def load_context(self, context: Any) -> None:
+        """Load the Keras model and the cluster-to-label mapping from the version's artifacts.
+
+        Parameters
+        ----------
+        context : mlflow.pyfunc.PythonModelContext
+            Holds the local paths of ``MODEL_ARTIFACT`` and ``INFO_ARTIFACT``.
+        """
         from dec_lib.model.saving import load_model
 
         self.model = load_model(context.artifacts[MODEL_ARTIFACT])
@@ -69,7 +108,31 @@ class DECPyfuncModel(mlflow.pyfunc.PythonModel):
         self.mapping = {int(k): int(v) for k, v in info.get("mapping", {}).items()}
         self.n_features = int(self.model.input_shape[-1])
 
+    # No type hints: MLflow reads predict's hints to validate and convert the input, which
+    # would fight the many layouts ``to_image_batch`` accepts.
     def predict(self, context, model_input, params=None):
+        """Each image's cluster, its mapped label and the model's confidence in the cluster.
+
+        Parameters
+        ----------
+        context : mlflow.pyfunc.PythonModelContext or None
+            Unused; MLflow passes it.
+        model_input : array-like, DataFrame or dict
+            Images in any layout ``to_image_batch`` accepts.
+        params : dict, optional
+            Unused; MLflow passes it.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per image, with the columns of ``OUTPUT_COLUMNS``.
+
+        Raises
+        ------
+        mlflow.exceptions.MlflowException
+            With ``INVALID_PARAMETER_VALUE`` for images ``to_image_batch`` refuses, so that a
+            server answers 400 with our message rather than 500.
+        """
         from dec_lib.model.dec_model import cluster_labels, soft_assignments
 
         try:
@@ -82,14 +145,22 @@ class DECPyfuncModel(mlflow.pyfunc.PythonModel):
             raise MlflowException(str(error), error_code=INVALID_PARAMETER_VALUE) from error
         q = soft_assignments(self.model, x)
         clusters = cluster_labels(q)
-        return pd.DataFrame({
-            "cluster": clusters.astype(np.int64),
-            "label": np.array([self.mapping.get(int(c), -1) for c in clusters], dtype=np.int64),
-            "confidence": q.max(axis=1).astype(np.float64),
-        })
+        columns = {
+            "cluster": clusters,
+            "label": [self.mapping.get(int(c), -1) for c in clusters],
+            "confidence": q.max(axis=1),
+        }
+        return pd.DataFrame({name: np.asarray(columns[name], dtype=_NUMPY_TYPES[kind])
+                             for name, kind in OUTPUT_COLUMNS.items()})
 
 
-def _signature():
+def signature() -> Any:
+    """The model signature MLflow records: a batch of images in, ``OUTPUT_COLUMNS`` out.
+
+    Returns
+    -------
+    mlflow.models.ModelSignature
+    """
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema, TensorSpec
 
@@ -98,12 +169,22 @@ def _signature():
     # checks shape, range and dtype itself and names what is wrong.
     return ModelSignature(
         inputs=Schema([TensorSpec(np.dtype(object), (-1,), name="images")]),
-        outputs=Schema([ColSpec("long", "cluster"), ColSpec("long", "label"),
-                        ColSpec("double", "confidence")]),
+        outputs=Schema([ColSpec(kind, name) for name, kind in OUTPUT_COLUMNS.items()]),
     )
 
 
-def _pip_requirements() -> list[str]:
+def pip_requirements() -> list[str]:
+    """The packages the pyfunc needs, pinned to the versions installed here.
+
+    ``mlflow models serve`` and MLServer build or check their environment from these; pinning
+    what trained the model keeps the served model loading the file the same way. Packages not
+    installed (``tensorflow-cpu`` on a GPU image) are left out.
+
+    Returns
+    -------
+    list of str
+        ``name==version`` lines.
+    """
     wanted = ["mlflow", "tensorflow-cpu", "keras", "numpy", "pandas", "scikit-learn", "scipy"]
     found = []
     for name in wanted:
@@ -114,134 +195,33 @@ def _pip_requirements() -> list[str]:
     return found
 
 
-@dataclass
-class Registration:
-    model_name: str
-    version: str
-    alias: str
-    model_uri: str
-    run_id: str
+def log_pyfunc(model_path: str | os.PathLike, *, mapping: dict[int, int],
+               image_shape: tuple[int, ...], metrics: dict[str, float],
+               work_dir: Path) -> Any:
+    """Log the DEC model as a pyfunc into the active MLflow run, ready to register.
 
+    The logged model holds the ``.keras`` file, a ``model_info.json`` (mapping, image shape,
+    metrics) and a copy of the whole ``dec_lib`` package as MLflow code: MLflow puts that copy
+    first on ``sys.path`` when it loads the model, so ``dec_lib.mlops.serving`` (the module the
+    pickled class names) is importable wherever the model is loaded, installed or not.
 
-def champion_version(model_name: str) -> Any | None:
-    """The registered version that holds the ``champion`` alias, or None."""
-    from mlflow import MlflowClient
+    Parameters
+    ----------
+    model_path : path-like
+        The DEC model's ``.keras`` file.
+    mapping : dict of int to int
+        Cluster to label, as ``predict`` answers it.
+    image_shape : tuple of int
+        The shape of one image, for the input example.
+    metrics : dict of str to float
+        Recorded beside the mapping, for a reader of the version's files.
+    work_dir : Path
+        Where ``model_info.json`` is written before it is logged.
 
-    from dec_lib.mlops.tracking import with_retries
-
-    def read() -> Any | None:
-        try:
-            return MlflowClient().get_model_version_by_alias(model_name, CHAMPION)
-        except mlflow.exceptions.MlflowException as error:
-            if "not found" in str(error).lower() or "RESOURCE_DOES_NOT_EXIST" in str(
-                    getattr(error, "error_code", "")):
-                return None
-            raise
-
-    return with_retries(read, f"read the champion of {model_name!r}")
-
-
-def download_keras_model(model_name: str, version: str, dst: str | os.PathLike) -> Path:
-    """The .keras file inside registered version ``version``, downloaded under ``dst``."""
-    from dec_lib.mlops.tracking import with_retries
-
-    local = Path(with_retries(lambda: mlflow.artifacts.download_artifacts(
-        artifact_uri=f"models:/{model_name}/{version}", dst_path=str(dst)),
-        f"download {model_name} version {version}"))
-    found = sorted(local.rglob("*.keras"))
-    if len(found) != 1:
-        raise DataError(f"models:/{model_name}/{version}",
-                        f"expected one .keras model inside, found {len(found)}")
-    return found[0]
-
-
-Gate = Callable[[Any | None], bool]
-"""gate(current champion version or None) -> whether the new version becomes champion"""
-
-
-def _default_gate(champion: Any | None) -> bool:
-    return champion is None
-
-
-def log_and_register(
-    model_path: str | os.PathLike,
-    *,
-    mapping: dict[int, int],
-    image_shape: tuple[int, ...],
-    model_name: str,
-    metrics: dict[str, float],
-    run_id: str,
-    work_dir: str | os.PathLike,
-    tags: dict[str, str] | None = None,
-    gate: Gate = _default_gate,
-) -> Registration:
-    """Log the pyfunc into the active run, register a version, and alias it by ``gate``.
-
-    The version is registered whatever the gate says, so no trained model is lost; the gate only
-    decides whether it takes the ``champion`` alias or arrives as ``challenger``. Without a gate,
-    the first version of a name becomes champion and later ones challengers.
+    Returns
+    -------
+    mlflow.models.model.ModelInfo
     """
-    from mlflow import MlflowClient
-
-    from dec_lib.mlops.tracking import filter_literal, with_retries
-
-    client = MlflowClient()
-    # A retried step (its pod preempted after registering) must not register twice: the
-    # version tagged with this pipeline run's MLflow run is the one.
-    earlier = with_retries(lambda: client.search_model_versions(
-        f"name={filter_literal(model_name, 'model_name')} and tags.mlflow_run_id='{run_id}'"),
-        f"look for this run's version of {model_name!r}")
-    if earlier:
-        # Search results carry no aliases; the version itself does.
-        version = with_retries(lambda: client.get_model_version(model_name,
-                                                                earlier[0].version),
-                               f"read {model_name} version {earlier[0].version}")
-        log.info("%s version %s already holds this run's model (a retried step); not "
-                 "registering it again", model_name, version.version)
-        if version.aliases:
-            alias = CHAMPION if CHAMPION in version.aliases else version.aliases[0]
-            return Registration(model_name=model_name, version=str(version.version),
-                                alias=alias, model_uri=f"models:/{model_name}@{alias}",
-                                run_id=run_id)
-    else:
-        version = _log_and_register_version(model_path, mapping=mapping,
-                                            image_shape=image_shape, model_name=model_name,
-                                            metrics=metrics, run_id=run_id,
-                                            work_dir=Path(work_dir), tags=tags)
-        version = _one_version_per_run(client, model_name, run_id, version)
-
-    alias = CHAMPION if gate(champion_version(model_name)) else CHALLENGER
-    with_retries(lambda: client.set_registered_model_alias(model_name, alias, version.version),
-                 f"set alias {alias!r}")
-    log.info("registered %s version %s as %s", model_name, version.version, alias)
-    return Registration(model_name=model_name, version=str(version.version), alias=alias,
-                        model_uri=f"models:/{model_name}@{alias}", run_id=run_id)
-
-
-def _one_version_per_run(client, model_name: str, run_id: str, version: Any) -> Any:
-    """Keep one version of this run's model when a lost answer made MLflow create two.
-
-    MLflow's HTTP layer resends a create request whose answer was lost; the server may have
-    registered the first. The oldest version tagged with the run stays, the others go.
-    """
-    from dec_lib.mlops.tracking import filter_literal, with_retries
-
-    mine = with_retries(lambda: client.search_model_versions(
-        f"name={filter_literal(model_name, 'model_name')} and tags.mlflow_run_id='{run_id}'"),
-        f"look for duplicate versions of {model_name!r}")
-    if len(mine) <= 1:
-        return version
-    keep, *extra = sorted(mine, key=lambda v: int(v.version))
-    for duplicate in extra:
-        log.warning("%s version %s duplicates version %s of the same run (a resent request); "
-                    "deleting it", model_name, duplicate.version, keep.version)
-        with_retries(lambda d=duplicate: client.delete_model_version(model_name, d.version),
-                     f"delete duplicate version {duplicate.version}")
-    return keep
-
-
-def _log_and_register_version(model_path, *, mapping, image_shape, model_name, metrics,
-                              run_id, work_dir: Path, tags) -> Any:
     from dec_lib.mlops.tracking import with_retries
 
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -252,19 +232,16 @@ def _log_and_register_version(model_path, *, mapping, image_shape, model_name, m
         "metrics": metrics,
     }))
     example = np.zeros((2, *image_shape), dtype=np.uint8)
-    code_path = str(Path(__file__).resolve().parent)
-    model_info = with_retries(lambda: mlflow.pyfunc.log_model(
+    # The package root, not this module's folder: MLflow copies a folder into the model's
+    # ``code/`` and puts ``code/`` on the path, so a copy of ``mlops/`` would import as a
+    # top-level ``mlops`` and the pickled ``dec_lib.mlops.serving`` would not be found.
+    code_path = str(Path(dec_lib.__file__).resolve().parent)
+    return with_retries(lambda: mlflow.pyfunc.log_model(
         name="model",
         python_model=DECPyfuncModel(),
         artifacts={MODEL_ARTIFACT: str(model_path), INFO_ARTIFACT: str(info_path)},
-        signature=_signature(),
+        signature=signature(),
         input_example=example,
         code_paths=[code_path],
-        pip_requirements=_pip_requirements(),
+        pip_requirements=pip_requirements(),
     ), "log the model")
-    version = with_retries(lambda: mlflow.register_model(
-        model_info.model_uri, model_name,
-        tags={"mlflow_run_id": run_id, **{k: f"{v:.4f}" for k, v in metrics.items()},
-              **(tags or {})},
-    ), f"register {model_name!r}")
-    return version

@@ -40,6 +40,14 @@ def sqlite_uri(work_dir: str | os.PathLike) -> str:
 
 
 def resolve_tracking_uri(uri: str | None = None) -> str:
+    """The tracking URI to use: ``uri`` if given, else ``$MLFLOW_TRACKING_URI``.
+
+    Raises
+    ------
+    TrackingError
+        When neither is set: MLflow would otherwise log to ``./mlruns`` of whichever process
+        runs, and each step would write somewhere else.
+    """
     uri = (uri or os.environ.get("MLFLOW_TRACKING_URI") or "").strip()
     if not uri:
         raise TrackingError(
@@ -61,6 +69,12 @@ def split_credentials(uri: str) -> tuple[str, str | None, str | None]:
 
     MLflow reads credentials from ``MLFLOW_TRACKING_USERNAME``/``PASSWORD``; kept there, they stay
     out of pipeline parameters, logs and summaries, where a URI travels.
+
+    Returns
+    -------
+    tuple
+        (URI without credentials, user or None, password or None), percent-decoded; a URI that
+        is not http(s) or holds no user comes back unchanged.
     """
     parsed = urlparse(uri)
     if parsed.scheme not in ("http", "https") or parsed.username is None:
@@ -98,13 +112,42 @@ about 40 s. Variables already set in the environment win.
 
 
 def bound_http_retries() -> None:
+    """Set ``HTTP_RETRY_DEFAULTS`` in the environment, where not set already."""
     for name, value in HTTP_RETRY_DEFAULTS.items():
         os.environ.setdefault(name, value)
 
 
 def with_retries(action: Callable[[], T], what: str, attempts: int = 4,
                  first_delay: float = 1.0) -> T:
-    """Run ``action``, retrying transient tracking-server failures with exponential backoff."""
+    """Run ``action``, retrying transient tracking-server failures with exponential backoff.
+
+    Transient: a connection or timeout error, a server error (``INTERNAL_ERROR``,
+    ``TEMPORARILY_UNAVAILABLE``, ``REQUEST_LIMIT_EXCEEDED``), MLflow's own retries exhausted, a
+    locked SQLite database. Anything else MLflow raises (a run that does not exist, a refused
+    value) fails at once; other exceptions pass through untouched.
+
+    Parameters
+    ----------
+    action : callable
+        Called with no arguments, once per attempt.
+    what : str
+        What the action does, for the log and the error ("log metrics").
+    attempts : int, default 4
+        Tries in all.
+    first_delay : float, default 1.0
+        Seconds before the second try; doubled before each further one.
+
+    Returns
+    -------
+    object
+        What ``action`` returned.
+
+    Raises
+    ------
+    TrackingError
+        On a permanent failure, or on the last attempt's transient one; passwords in the
+        message are masked (``redact``).
+    """
     from mlflow.exceptions import MlflowException
     from requests.exceptions import RequestException
 
@@ -133,7 +176,23 @@ def _is_transient(error: Exception) -> bool:
 
 
 def configure(uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT) -> str:
-    """Point MLflow at ``uri`` and make sure ``experiment`` exists; returns its id."""
+    """Point MLflow at ``uri`` and make sure ``experiment`` exists.
+
+    A new experiment keeps its artifacts where ``artifact_root_for`` says; two steps creating it
+    at once both end up with the one that won.
+
+    Parameters
+    ----------
+    uri : str, optional
+        The tracking URI (see ``resolve_tracking_uri``).
+    experiment : str
+        The experiment's name.
+
+    Returns
+    -------
+    str
+        The experiment's id.
+    """
     import mlflow
 
     uri = resolve_tracking_uri(uri)
@@ -163,6 +222,11 @@ def filter_literal(value: str, setting: str) -> str:
 
     MLflow's filter parser has no escapes (``'it''s'`` and ``'it\\'s'`` match nothing), so a value
     is quoted with the quote it does not contain; one holding both cannot be searched for.
+
+    Raises
+    ------
+    ConfigError
+        On ``setting``, when ``value`` holds both quotes.
     """
     if "'" not in value:
         return f"'{value}'"
@@ -178,6 +242,11 @@ def check_run_key(run_key: str) -> str:
     An empty key would put every run into one MLflow run, and a key still in ``{{...}}`` is a
     placeholder the backend left alone, the same for every run: KFP backends before 2.5 resolve
     no ``{{$.pipeline_job_*}}`` placeholder.
+
+    Raises
+    ------
+    ConfigError
+        On ``run_key``, for an empty key or an unresolved placeholder, naming the fix.
     """
     if not run_key.strip():
         raise ConfigError("run_key", "is empty: every pipeline run needs a key of its own (the "
@@ -189,7 +258,23 @@ def check_run_key(run_key: str) -> str:
 
 
 def find_or_create_run(run_key: str, experiment_id: str) -> str:
-    """The id of the MLflow run for pipeline run ``run_key``."""
+    """The id of the MLflow run for pipeline run ``run_key``, created by the first step to ask.
+
+    Runs are found by the key's SHA-256 (``RUN_KEY_DIGEST_TAG``): a key may hold quotes a
+    filter cannot carry. The key itself is kept as ``RUN_KEY_TAG`` and as the run's name.
+
+    Parameters
+    ----------
+    run_key : str
+        Unique per pipeline run (the KFP run's id).
+    experiment_id : str
+        Where the run lives.
+
+    Returns
+    -------
+    str
+        The MLflow run id.
+    """
     import mlflow
 
     client = mlflow.MlflowClient()
@@ -252,6 +337,31 @@ def step_run(run_key: str, step: str, *, tracking_uri: str | None = None,
     repeating work that can only fail the same way. Every call to the server goes through
     ``with_retries``, and when the server is what failed, marking the run is only tried: the
     step's own error, not that one, is what the user sees.
+
+    Parameters
+    ----------
+    run_key : str
+        The pipeline run's key (see ``find_or_create_run``).
+    step : str
+        The step's name, in the ``step.<name>`` tag and the timing metrics.
+    tracking_uri : str, optional
+        See ``resolve_tracking_uri``.
+    experiment : str
+        The experiment the run lives in.
+    final : bool, default False
+        Whether this step ends the run FINISHED when it succeeds.
+
+    Yields
+    ------
+    mlflow.ActiveRun
+        The pipeline run, active in this process for the step's duration.
+
+    Raises
+    ------
+    ConfigError
+        For a run key no pipeline run can be keyed by (``check_run_key``).
+    RepeatedFailure
+        When this step already failed in this run with a user error.
     """
     import mlflow
 
@@ -452,6 +562,7 @@ def peak_memory_mb() -> float:
 
 
 def log_params(params: dict[str, Any]) -> None:
+    """Log ``params`` on the active run, None as ``none``, with retries."""
     import mlflow
 
     with_retries(lambda: mlflow.log_params({k: _param_value(v) for k, v in params.items()}),
@@ -459,6 +570,11 @@ def log_params(params: dict[str, Any]) -> None:
 
 
 def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
+    """Log ``metrics`` (at ``step``, if given) on the active run, with retries.
+
+    Each call also refreshes the run's heartbeat, so a step that logs is never taken for lost
+    (``close_stale_runs``).
+    """
     import mlflow
 
     with_retries(lambda: mlflow.log_metrics({k: float(v) for k, v in metrics.items()},
@@ -471,7 +587,14 @@ def _param_value(value: Any) -> str:
 
 
 def run_record(run_id: str) -> dict[str, Any]:
-    """A step run's parameters and latest metrics, to hand on in an artifact's metadata."""
+    """A step run's parameters and latest metrics, to hand on in an artifact's metadata.
+
+    Returns
+    -------
+    dict
+        ``mlflow_run_id``, ``params`` and ``metrics`` (finite ones only: KFP metadata cannot
+        carry NaN); what ``adopt`` takes.
+    """
     import mlflow
 
     run = with_retries(lambda: mlflow.MlflowClient().get_run(run_id), f"read run {run_id}")
@@ -515,8 +638,22 @@ def check_tracking_uri(uri: str, local: bool = True) -> str:
     point). With ``local`` (the store is on this machine), a SQLite file must be a database or
     not exist yet, in a folder that can be written.
 
-    Raises:
-        TrackingError: one line naming the URI and what is wrong.
+    Parameters
+    ----------
+    uri : str
+        The tracking URI, as the user gave it.
+    local : bool, default True
+        Whether a SQLite path refers to this machine's file system.
+
+    Returns
+    -------
+    str
+        ``uri``, unchanged.
+
+    Raises
+    ------
+    TrackingError
+        One line naming the URI (its password masked) and what is wrong.
     """
     from importlib.metadata import entry_points
 
@@ -576,6 +713,23 @@ def end_if_left_running(run_id: str, status: str, reason: str,
     For the local CLI, which outlives its steps: interrupted between two steps, or after a step
     that died without a word, nobody else would end the run. ``steps`` (in order) name the
     place when no step was running ("after ingest").
+
+    Parameters
+    ----------
+    run_id : str
+        The pipeline run's MLflow run.
+    status : str
+        ``KILLED`` or ``FAILED``.
+    reason : str
+        Recorded as ``dec.failure``.
+    steps : tuple of str
+        The pipeline's steps in order.
+
+    Returns
+    -------
+    str
+        The step that was running, the step that failed, ``after <last step done>`` or
+        ``before the first step``.
     """
     import mlflow
 

@@ -30,7 +30,6 @@ from dec_lib.runtime.progress import setup_logging
 
 log = logging.getLogger("dec.steps")
 
-DATA_FINGERPRINT_TAG = "data.fingerprint"
 
 _STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES,
                    errno.EPERM}

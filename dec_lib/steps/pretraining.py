@@ -12,7 +12,6 @@ from dec_lib.data.datasets import read_dataset
 from dec_lib.errors import DecError
 from dec_lib.mlops import tracking
 from dec_lib.steps.common import (
-    DATA_FINGERPRINT_TAG,
     TrackingContext,
     begin,
     config_from_sections,
@@ -85,27 +84,23 @@ def _warm_start(dataset, data_fingerprint: str, model_name: str, out: Path
     import shutil
     import tempfile
 
-    from dec_lib.mlops.serving import champion_version, download_keras_model
+    from dec_lib.mlops.registry import warm_start_from_champion
     from dec_lib.reports.run_report import save_pretrain_losses
 
-    if not model_name:
-        raise DecError("registry.warm_start needs the registered model's name")
-    champion = champion_version(model_name)
-    if champion is None:
-        log.info("pretrain: no champion of %r yet; pretraining from scratch", model_name)
-        return None
-    unchanged = (champion.tags or {}).get(DATA_FINGERPRINT_TAG) == data_fingerprint
-    out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        champion_file = download_keras_model(model_name, champion.version, tmp)
-        if unchanged:
+        champion = warm_start_from_champion(model_name, data_fingerprint, tmp)
+        if champion is None:
+            log.info("pretrain: no champion of %r yet; pretraining from scratch", model_name)
+            return None
+        out.mkdir(parents=True, exist_ok=True)
+        if champion.data_unchanged:
             # The champion's own data: hand its file on untouched, without loading TensorFlow
             # (the later steps keep it as it is).
-            shutil.copyfile(champion_file, out / "autoencoder.keras")
+            shutil.copyfile(champion.model_file, out / "autoencoder.keras")
         else:
             from dec_lib.model.saving import load_model, save_model
 
-            model = load_model(champion_file)
+            model = load_model(champion.model_file)
             if model.input_shape[-1] != dataset.n_features:
                 raise DecError(f"the champion of {model_name!r} (version {champion.version}) "
                                f"takes {model.input_shape[-1]} pixels per image; this data has "
@@ -113,9 +108,10 @@ def _warm_start(dataset, data_fingerprint: str, model_name: str, out: Path
             save_model(model, out / "autoencoder.keras")
     save_pretrain_losses(out, [])  # nothing was pretrained
     tracking.log_params({"pretrain.warm_start_from": f"{model_name}/{champion.version}"})
-    tracking.log_metrics({"pretrain.data_unchanged": float(unchanged)})
+    tracking.log_metrics({"pretrain.data_unchanged": float(champion.data_unchanged)})
     log.info("pretrain: warm start from %s version %s%s", model_name, champion.version,
-             "; the data is unchanged, nothing will be trained" if unchanged else "")
+             "; the data is unchanged, nothing will be trained" if champion.data_unchanged
+             else "")
     return {"epochs": 0, "final_loss": None, "resumed_from_epoch": 0,
-            "warm_start": True, "champion_version": str(champion.version),
-            "data_unchanged": unchanged}
+            "warm_start": True, "champion_version": champion.version,
+            "data_unchanged": champion.data_unchanged}
