@@ -43,7 +43,7 @@ def run_seed(preset: str, seed: int, work_root: Path, overrides: list[str]) -> d
         "preset": preset, "seed": seed, "overrides": overrides,
         "config": named_preset(preset).with_overrides(overrides).flat(),
         "acc": summary["acc"], "nmi": summary["nmi"], "ari": summary["ari"],
-        "init_acc": metrics.get("kmeans_init.acc"),
+        "init_acc": metrics.get("init_clusters.acc"),
         "dec_iterations": metrics.get("dec_train.iterations"),
         "phase_seconds": summary["phase_seconds"], "wall_seconds": summary["wall_seconds"],
         "peak_memory_mb": summary.get("peak_memory_mb"), "n_samples": summary["n_samples"],

@@ -131,7 +131,7 @@ def register_model(root: Path) -> tuple[str, str]:
     import mlflow
     import numpy as np
 
-    from dec_lib.config.sections import AutoencoderConfig
+    from dec_lib.config import AutoencoderConfig
     from dec_lib.mlops import tracking
     from dec_lib.mlops.registry import log_and_register
     from dec_lib.model.autoencoder import build_autoencoder, encoder_of

@@ -3,8 +3,8 @@
 from components.dec_train import dec_train
 from components.evaluate import evaluate
 from components.ingest import ingest
-from components.kmeans_init import kmeans_init
+from components.init_clusters import init_clusters
 from components.pretrain import pretrain
 from components.register import register
 
-__all__ = ["dec_train", "evaluate", "ingest", "kmeans_init", "pretrain", "register"]
+__all__ = ["dec_train", "evaluate", "ingest", "init_clusters", "pretrain", "register"]

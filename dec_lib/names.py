@@ -7,12 +7,12 @@ names, which ``tests/test_style.py`` checks against ``STEPS``.
 
 INGEST = "ingest"
 PRETRAIN = "pretrain"
-KMEANS_INIT = "kmeans_init"
+INIT_CLUSTERS = "init_clusters"
 DEC_TRAIN = "dec_train"
 EVALUATE = "evaluate"
 REGISTER = "register"
 
-STEPS = (INGEST, PRETRAIN, KMEANS_INIT, DEC_TRAIN, EVALUATE, REGISTER)
+STEPS = (INGEST, PRETRAIN, INIT_CLUSTERS, DEC_TRAIN, EVALUATE, REGISTER)
 """The pipeline's steps in the order they run."""
 LAST_STEP = STEPS[-1]
 """The step that ends the pipeline's MLflow run FINISHED."""

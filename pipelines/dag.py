@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from kfp import dsl, kubernetes
 from kfp.dsl import Artifact
 
-from components import dec_train, evaluate, ingest, kmeans_init, pretrain, register
+from components import dec_train, evaluate, ingest, init_clusters, pretrain, register
 from components.images import CPU_IMAGE, GPU_IMAGE
 from dec_lib import names
 from dec_lib.config import RunConfig, preset
@@ -34,7 +34,7 @@ class Resources:
 RESOURCES = {
     names.INGEST: Resources("1", "2G", "2", "4G"),
     names.PRETRAIN: Resources("4", "8G", "8", "16G"),
-    names.KMEANS_INIT: Resources("2", "4G", "4", "8G"),
+    names.INIT_CLUSTERS: Resources("2", "4G", "4", "8G"),
     names.DEC_TRAIN: Resources("4", "8G", "8", "16G"),
     names.EVALUATE: Resources("2", "4G", "4", "8G"),
     names.REGISTER: Resources("1", "2G", "2", "4G"),
@@ -252,7 +252,7 @@ def build_pipeline(config: "RunConfig | None" = None, placement: "Placement | No
 
     With ``cache``, ingest and pretraining are cacheable by their inputs: a rerun with the same
     data settings and pretraining configuration reuses their outputs. They then log to MLflow
-    runs of their own (a cache hit runs nothing), which ``kmeans_init`` adopts into the
+    runs of their own (a cache hit runs nothing), which ``init_clusters`` adopts into the
     pipeline's run. A cached ingest does not see a file that changed under the same path, so
     scheduled retraining compiles with ``cache=False``; a warm start (``registry.warm_start``)
     depends on the registry, so its pretraining is never cached. Nothing else is cached: every
@@ -290,7 +290,7 @@ def build_pipeline(config: "RunConfig | None" = None, placement: "Placement | No
         # A cacheable step gets no run key: a key unique to the run would defeat the cache.
         # Ingest checks the images against dec.n_clusters, passed again as a number: KFP cannot
         # index the dec struct. A cacheable ingest gets neither: a new count would miss its
-        # cache and so pretraining's; kmeans_init checks the count then, after a pretraining
+        # cache and so pretraining's; init_clusters checks the count then, after a pretraining
         # that the corrected run takes from the cache.
         ingested = _place(ingest(data=data, seed=seed,
                                  n_clusters=0 if cache_ingest else n_clusters,
@@ -317,9 +317,9 @@ def build_pipeline(config: "RunConfig | None" = None, placement: "Placement | No
         if p.checkpoint_pvc:
             kubernetes.mount_pvc(trained_ae, pvc_name=p.checkpoint_pvc,
                                  mount_path=CHECKPOINT_MOUNT)
-        centres = _place(kmeans_init(dataset=ingested.outputs["dataset"],
-                                     autoencoder=trained_ae.outputs["model"], init=init,
-                                     dec=dec, seed=seed, **run), names.KMEANS_INIT, p.image)
+        centres = _place(init_clusters(dataset=ingested.outputs["dataset"],
+                                       autoencoder=trained_ae.outputs["model"], init=init,
+                                       dec=dec, seed=seed, **run), names.INIT_CLUSTERS, p.image)
         clustered = _place(dec_train(dataset=ingested.outputs["dataset"],
                                      autoencoder=trained_ae.outputs["model"],
                                      centres=centres.outputs["centres"], dec=dec, seed=seed,

@@ -53,7 +53,7 @@ def mnist_subset() -> Dataset:
 def tiny_model(tmp_path_factory):
     """A small DEC model and the report the evaluate step would write for it: enough to
     exercise registration without training."""
-    from dec_lib.config.sections import AutoencoderConfig
+    from dec_lib.config import AutoencoderConfig
     from dec_lib.model.autoencoder import build_autoencoder, encoder_of
     from dec_lib.model.dec_model import build_dec_model
     from dec_lib.model.saving import save_model

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from dec_lib.config.sections import AutoencoderConfig, PretrainConfig
+from dec_lib.config import AutoencoderConfig, PretrainConfig
 from dec_lib.model.autoencoder import (
     EMBEDDING_LAYER,
     PretrainResult,
@@ -350,3 +350,10 @@ def test_a_writable_checkpoint_volume_gets_the_checkpoints(request):
     state = json.loads((checkpoint / "state.json").read_text())
     assert state["epoch"] == json.loads(process.stdout.splitlines()[-1])["epochs"]
     assert (out / "autoencoder.keras").is_file()
+
+
+def test_the_optimizers_built_are_exactly_those_the_setting_allows():
+    from dec_lib.config import OPTIMIZERS as ALLOWED
+    from dec_lib.model.autoencoder import OPTIMIZERS
+
+    assert set(OPTIMIZERS) == set(ALLOWED)

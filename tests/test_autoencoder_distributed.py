@@ -15,7 +15,7 @@ import textwrap
 import numpy as np
 import tensorflow as tf
 
-from dec_lib.config.sections import AutoencoderConfig, PretrainConfig
+from dec_lib.config import AutoencoderConfig, PretrainConfig
 from dec_lib.model.autoencoder import build_autoencoder, distribution_strategy, pretrain_autoencoder
 from dec_lib.runtime.seeding import seed_everything
 
@@ -72,7 +72,7 @@ MULTI_REPLICA = textwrap.dedent("""
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 3)
     import numpy as np
     from dec_lib.model.autoencoder import build_autoencoder, pretrain_autoencoder
-    from dec_lib.config.sections import AutoencoderConfig, PretrainConfig
+    from dec_lib.config import AutoencoderConfig, PretrainConfig
     from dec_lib.runtime.seeding import seed_everything
 
     tiny = AutoencoderConfig(hidden_dims=[32, 32, 64], embedding_dim=5)

@@ -32,7 +32,7 @@ def test_a_cached_steps_record_lands_in_the_pipeline_run(data_file, tmp_path):
     assert "phase_seconds.pretrain" in pretrained["tracking"]["metrics"]
 
     pipeline = steps.TrackingContext("job-1", uri, "cache-test")
-    steps.kmeans_init(str(tmp_path / "data.npz"), str(tmp_path / "ae"), {"method": "kmeans",
+    steps.init_clusters(str(tmp_path / "data.npz"), str(tmp_path / "ae"), {"method": "kmeans",
                       "n_init": 2}, {}, 0, str(tmp_path / "init.npz"), pipeline,
                       upstream={"ingest": ingested["tracking"],
                                 "pretrain": pretrained["tracking"]})
@@ -42,7 +42,7 @@ def test_a_cached_steps_record_lands_in_the_pipeline_run(data_file, tmp_path):
                                 "tags.`dec.pipeline_run` = 'job-1'")
     assert run.data.params["data.n_images"] == "300"
     assert run.data.params["pretrain.epochs"] == "2"
-    for step in ("ingest", "pretrain", "kmeans_init"):
+    for step in ("ingest", "pretrain", "init_clusters"):
         assert f"phase_seconds.{step}" in run.data.metrics
     assert run.data.metrics["pretrain.final_loss"] == pytest.approx(
         pretrained["final_loss"])

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 
-from dec_lib.config.sections import AutoencoderConfig
+from dec_lib.config import AutoencoderConfig
 from dec_lib.errors import DataError
 from dec_lib.model.autoencoder import build_autoencoder, encoder_of
 from dec_lib.model.clustering import ClusteringLayer, soft_assignment, target_distribution

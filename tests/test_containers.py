@@ -75,7 +75,7 @@ def test_every_step_ran_in_the_image_as_its_non_root_user(container_run):
     outputs = work / "kfp-outputs"
     written = [p for p in outputs.rglob("*") if p.is_file()]
     steps = {p.relative_to(outputs).parts[1] for p in written}
-    assert {"ingest", "pretrain", "kmeans-init", "dec-train", "evaluate", "register"} <= steps
+    assert {"ingest", "pretrain", "init-clusters", "dec-train", "evaluate", "register"} <= steps
     assert {p.stat().st_uid for p in written} == {NON_ROOT_UID}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dec_lib.config.sections import AutoencoderConfig
+from dec_lib.config import AutoencoderConfig
 from dec_lib.model.autoencoder import build_autoencoder, embed, encoder_of
 from dec_lib.model.clustering import ClusteringLayer, soft_assignment
 from dec_lib.model.dec_model import (

@@ -202,8 +202,8 @@ _documents = st.recursive(_scalars, lambda inner: st.one_of(
 @settings(max_examples=150, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_any_configuration_file_gives_a_config_or_one_short_error(tmp_path, document, fmt):
+    from dec_lib.config import RunConfig
     from dec_lib.config.files import config_from_file
-    from dec_lib.config.sections import RunConfig
     from dec_lib.errors import DecError
 
     path = tmp_path / f"c.{fmt}"

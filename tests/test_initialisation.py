@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dec_lib.config.sections import InitConfig
+from dec_lib.config import InitConfig
 from dec_lib.data.validation import check_n_clusters
 from dec_lib.errors import ConfigError
 from dec_lib.model.initialisation import init_centres
@@ -94,3 +94,10 @@ def test_umap_init_is_repeatable_under_a_seed():
     a = init_centres(x, 4, config, seed=3)
     b = init_centres(x, 4, config, seed=3)
     np.testing.assert_array_equal(a.labels, b.labels)
+
+
+def test_the_initialisations_are_exactly_those_the_setting_allows():
+    from dec_lib.config import INIT_METHODS
+    from dec_lib.model.initialisation import METHOD_NAMES, METHODS
+
+    assert set(METHODS) == set(METHOD_NAMES) == set(INIT_METHODS)

@@ -90,7 +90,7 @@ def test_submit_sends_the_spec_and_parameters(kfp_server, capsys):
     assert "kubernetes" in run["pipeline_spec"]["platform_spec"]["platforms"]  # GPU toleration
     assert spec["pipelineInfo"]["name"] == "dec-pipeline"
     assert sorted(spec["root"]["dag"]["tasks"]) == sorted(
-        ["ingest", "pretrain", "kmeans-init", "dec-train", "evaluate", "register"])
+        ["ingest", "pretrain", "init-clusters", "dec-train", "evaluate", "register"])
     params = run["runtime_config"]["parameters"]
     assert params["pretrain_config"]["epochs"] == 7 and params["dec"]["maxiter"] == 900
     assert params["tracking_uri"] == "http://mlflow.mlflow:5000"
@@ -164,7 +164,7 @@ def test_placement_options_reach_the_cluster(command, kfp_server, monkeypatch):
             == "/mnt/dec-checkpoints")
     # The run's parameters leave checkpoint_root to that default.
     assert "checkpoint_root" not in sent["runtime_config"].get("parameters", {})
-    for task in ("ingest", "pretrain", "kmeans-init", "dec-train", "evaluate", "register"):
+    for task in ("ingest", "pretrain", "init-clusters", "dec-train", "evaluate", "register"):
         secrets = {s["secretName"]: s for s in _kubernetes(pipeline_spec, task)["secretAsEnv"]}
         # Ingest also reads the optional object-store Secret (tests/test_pipeline_spec.py).
         assert set(secrets) - {"dec-data-credentials"} == {"team-mlflow"}

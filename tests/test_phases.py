@@ -100,7 +100,7 @@ def test_one_seed_gives_the_same_model_through_dec_fit_and_through_the_steps(dig
     steps.pretrain(str(tmp_path / "data.npz"), sections["autoencoder"], sections["pretrain"],
                    config.seed, str(tmp_path / "ae"), ctx,
                    data_fingerprint=ingested["fingerprint"])
-    steps.kmeans_init(str(tmp_path / "data.npz"), str(tmp_path / "ae"), sections["init"],
+    steps.init_clusters(str(tmp_path / "data.npz"), str(tmp_path / "ae"), sections["init"],
                       sections["dec"], config.seed, str(tmp_path / "init.npz"), ctx)
     steps.dec_train(str(tmp_path / "data.npz"), str(tmp_path / "ae"), str(tmp_path / "init.npz"),
                     sections["dec"], config.seed, str(tmp_path / "dec"), ctx)
@@ -186,8 +186,8 @@ def test_initialise_scores_against_labels_only_when_given(digits, pretrained):
     tracker = RecordingTracker()
     seen = phases.initialise(pretrained.autoencoder, x, 4, InitConfig(n_init=2), seed=0,
                              y=labels, tracker=tracker)
-    assert set(blind.metrics) == {"kmeans_init.inertia"}
-    assert set(seen.metrics) == {"kmeans_init.inertia", "kmeans_init.acc", "kmeans_init.nmi"}
+    assert set(blind.metrics) == {"init_clusters.inertia"}
+    assert set(seen.metrics) == {"init_clusters.inertia", "init_clusters.acc", "init_clusters.nmi"}
     assert tracker.names() == set(seen.metrics)
     # The labels are reported, never used: the clusters are the same.
     np.testing.assert_array_equal(blind.init.labels, seen.init.labels)

@@ -19,7 +19,7 @@ from pipelines.dag import (
     pipeline_arguments,
 )
 
-STEPS = ["ingest", "pretrain", "kmeans-init", "dec-train", "evaluate", "register"]
+STEPS = ["ingest", "pretrain", "init-clusters", "dec-train", "evaluate", "register"]
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +74,8 @@ def test_six_tasks_in_dependency_order(compiled):
     deps = {name: set(task.get("dependentTasks", [])) for name, task in tasks.items()}
     assert deps["ingest"] == set()
     assert deps["pretrain"] == {"ingest"}
-    assert deps["kmeans-init"] == {"ingest", "pretrain"}
-    assert deps["dec-train"] == {"ingest", "pretrain", "kmeans-init"}
+    assert deps["init-clusters"] == {"ingest", "pretrain"}
+    assert deps["dec-train"] == {"ingest", "pretrain", "init-clusters"}
     assert deps["evaluate"] == {"ingest", "pretrain", "dec-train"}  # pretraining's losses
     assert deps["register"] == {"ingest", "dec-train", "evaluate"}  # the gate scores on data
 
@@ -89,8 +89,8 @@ def test_artifacts_flow_between_steps(compiled):
         return ref["producerTask"], ref["outputArtifactKey"]
 
     assert source("pretrain", "dataset") == ("ingest", "dataset")
-    assert source("kmeans-init", "autoencoder") == ("pretrain", "model")
-    assert source("dec-train", "centres") == ("kmeans-init", "centres")
+    assert source("init-clusters", "autoencoder") == ("pretrain", "model")
+    assert source("dec-train", "centres") == ("init-clusters", "centres")
     assert source("evaluate", "model") == ("dec-train", "model")
     assert source("evaluate", "autoencoder") == ("pretrain", "model")
     assert source("register", "report") == ("evaluate", "report")
@@ -170,7 +170,7 @@ def test_gpu_options_reach_the_gpu_steps_only(placed):
             "labels": {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"}}
         assert task["tolerations"] == wanted  # the user's replace the default
     assert _executor(spec, "dec-train")["image"] == _executor(spec, "pretrain")["image"]
-    for task in ("ingest", "kmeans-init", "evaluate", "register"):
+    for task in ("ingest", "init-clusters", "evaluate", "register"):
         settings = _kubernetes(spec, platform, task)
         assert "nodeSelector" not in settings and "tolerations" not in settings
         assert "accelerator" not in _executor(spec, task)["resources"]
@@ -305,7 +305,7 @@ def _caching(spec) -> dict[str, bool]:
 
 def test_ingest_and_pretraining_are_cacheable_and_nothing_else(compiled):
     spec, _ = compiled
-    assert _caching(spec) == {"ingest": True, "pretrain": True, "kmeans-init": False,
+    assert _caching(spec) == {"ingest": True, "pretrain": True, "init-clusters": False,
                               "dec-train": False, "evaluate": False, "register": False}
     # A cacheable step must not take the run's unique id: it would defeat the cache.
     for task in ("ingest", "pretrain"):

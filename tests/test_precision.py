@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from dec_lib.config.sections import AutoencoderConfig, DECConfig, PretrainConfig, RunConfig
+from dec_lib.config import AutoencoderConfig, DECConfig, PretrainConfig, RunConfig
 from dec_lib.errors import ConfigError
 from dec_lib.model import precision
 from dec_lib.model.autoencoder import build_autoencoder, encoder_of, pretrain_autoencoder

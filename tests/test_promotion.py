@@ -7,7 +7,7 @@ import pytest
 from mlflow import MlflowClient
 
 from dec_lib import steps
-from dec_lib.config.sections import AutoencoderConfig
+from dec_lib.config import AutoencoderConfig
 from dec_lib.data.datasets import save_dataset
 from dec_lib.errors import ConfigError
 from dec_lib.mlops.promotion import Score, criterion_for, decide
@@ -149,7 +149,7 @@ def test_warm_start_hands_on_the_champion_and_unchanged_data_trains_nothing(stor
     assert meta["warm_start"] and meta["data_unchanged"]
     assert meta["champion_version"] == champion
 
-    init = steps.kmeans_init(store["data"], str(tmp_path / "ae"), {}, {}, 0,
+    init = steps.init_clusters(store["data"], str(tmp_path / "ae"), {}, {}, 0,
                              str(tmp_path / "init.npz"), ctx)
     assert init["n_clusters"] == 10
     trained = steps.dec_train(store["data"], str(tmp_path / "ae"), str(tmp_path / "init.npz"),
@@ -174,7 +174,7 @@ def test_warm_start_on_changed_data_continues_from_the_champion(store, tmp_path,
                           {"epochs": 1}, 0, str(tmp_path / "ae"), ctx,
                           registry={"warm_start": True}, model_name="digits")
     assert meta["warm_start"] and not meta["data_unchanged"]
-    steps.kmeans_init(str(tmp_path / "new.npz"), str(tmp_path / "ae"), {}, {}, 0,
+    steps.init_clusters(str(tmp_path / "new.npz"), str(tmp_path / "ae"), {}, {}, 0,
                       str(tmp_path / "init.npz"), ctx)
     centres, labels = steps.read_init(str(tmp_path / "init.npz"))
     assert centres.shape == (10, 10) and len(labels) == 700
@@ -211,3 +211,11 @@ def test_the_champion_s_registered_score_is_read_from_its_tags(tags, expected):
 
     assert registered_score(SimpleNamespace(tags=tags), "acc") == expected
     assert registered_score(None, "acc") is None
+
+
+def test_the_gate_scores_by_exactly_the_criteria_the_setting_allows():
+    from dec_lib.config import PROMOTION_CRITERIA
+    from dec_lib.mlops.promotion import SCORERS, criterion_for
+
+    assert set(SCORERS) | {"auto"} == set(PROMOTION_CRITERIA)
+    assert {criterion_for("auto", True), criterion_for("auto", False)} == set(SCORERS)

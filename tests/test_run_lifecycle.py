@@ -65,7 +65,7 @@ def test_a_step_that_exits_leaves_the_pipeline_run_running_for_the_next(store):
 
 def test_the_run_is_finished_only_after_register_succeeds(store):
     ctx = steps.TrackingContext("pipe-2", store)
-    for step in ("ingest", "pretrain", "kmeans_init", "dec_train", "evaluate"):
+    for step in ("ingest", "pretrain", "init_clusters", "dec_train", "evaluate"):
         with ctx.step(step):
             pass
         assert _run(store, "pipe-2").info.status == "RUNNING", step
@@ -80,12 +80,12 @@ def test_a_failing_step_ends_the_run_failed_naming_the_step_and_the_reason(store
     ctx = steps.TrackingContext("pipe-3", store)
     with ctx.step("ingest"):
         pass
-    with pytest.raises(DataError), ctx.step("kmeans_init"):
+    with pytest.raises(DataError), ctx.step("init_clusters"):
         raise DataError("/data/x.npz", "labels must be >= 0")
     run = _run(store, "pipe-3")
     assert run.info.status == "FAILED"
-    assert run.data.tags["step.kmeans_init"] == "failed"
-    assert run.data.tags[tracking.FAILED_STEP_TAG] == "kmeans_init"
+    assert run.data.tags["step.init_clusters"] == "failed"
+    assert run.data.tags[tracking.FAILED_STEP_TAG] == "init_clusters"
     assert "/data/x.npz: labels must be >= 0" in run.data.tags[tracking.FAILURE_TAG]
     assert run.data.tags[tracking.PERMANENT_TAG] == "true"
 

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from dec_lib.config.sections import AutoencoderConfig, DECConfig, InitConfig, PretrainConfig
+from dec_lib.config import AutoencoderConfig, DECConfig, InitConfig, PretrainConfig
 from dec_lib.model.autoencoder import build_autoencoder, embed, encoder_of, pretrain_autoencoder
 from dec_lib.model.dec_model import CLUSTERING_LAYER, build_dec_model, soft_assignments
 from dec_lib.model.initialisation import init_centres

@@ -124,7 +124,7 @@ def test_numeric_strings_are_refused_however_they_arrive():
 
 @pytest.fixture(scope="module")
 def pyfunc(tmp_path_factory) -> tuple[DECPyfuncModel, object]:
-    from dec_lib.config.sections import AutoencoderConfig
+    from dec_lib.config import AutoencoderConfig
     from dec_lib.model.autoencoder import build_autoencoder, encoder_of
     from dec_lib.model.dec_model import build_dec_model
     from dec_lib.model.saving import save_model

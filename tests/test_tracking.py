@@ -74,14 +74,14 @@ def test_a_run_key_finds_its_own_run_and_no_other(store, key):
 def test_a_key_the_backend_left_unresolved_is_refused_naming_the_fix(store):
     uri, _ = store
     with pytest.raises(ConfigError, match=r"--kfp-backend 2\.2"), \
-            tracking.step_run("{{$.pipeline_job_uuid}}", "kmeans_init", tracking_uri=uri):
+            tracking.step_run("{{$.pipeline_job_uuid}}", "init_clusters", tracking_uri=uri):
         pass
 
 
 def test_an_empty_key_is_refused_instead_of_sharing_one_run(store):
     uri, _ = store
     with pytest.raises(ConfigError, match="empty"), \
-            tracking.step_run("", "kmeans_init", tracking_uri=uri):
+            tracking.step_run("", "init_clusters", tracking_uri=uri):
         pass
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from dec_lib.config.sections import AutoencoderConfig, DECConfig, InitConfig, PretrainConfig
+from dec_lib.config import AutoencoderConfig, DECConfig, InitConfig, PretrainConfig
 from dec_lib.core.tracker import NullTracker, Tracker
 from dec_lib.data.validation import check_n_clusters
 from dec_lib.model.autoencoder import (
@@ -37,7 +37,7 @@ from dec_lib.model.dec_model import (
     is_dec_model,
     soft_assignments,
 )
-from dec_lib.model.initialisation import InitResult, init_centres, init_from_model
+from dec_lib.model.initialisation import METHOD_NAMES, InitResult, init_centres, init_from_model
 from dec_lib.model.metrics import cluster_accuracy, evaluate_clustering, sampled_silhouette
 from dec_lib.model.self_training import DECResult, UpdateRecord, train_dec
 from dec_lib.runtime.progress import Progress
@@ -135,7 +135,7 @@ class Initialised:
 
     init: InitResult
     metrics: dict[str, float]
-    """``kmeans_init.inertia``, and ``kmeans_init.acc``/``.nmi`` when labels were given."""
+    """``init_clusters.inertia``, and ``init_clusters.acc``/``.nmi`` when labels were given."""
     warm_start: bool
     """The centres are a trained DEC model's, not found on an embedding."""
 
@@ -161,7 +161,7 @@ def initialise(model: keras.Model, x: np.ndarray, n_clusters: int, config: InitC
     y : numpy.ndarray, optional
         True labels, for the reported scores only; never used to find the clusters.
     tracker : Tracker, optional
-        Receives the ``kmeans_init.*`` metrics.
+        Receives the ``init_clusters.*`` metrics.
 
     Returns
     -------
@@ -180,17 +180,17 @@ def initialise(model: keras.Model, x: np.ndarray, n_clusters: int, config: InitC
     warm_start = is_dec_model(model)
     if warm_start:
         init = init_from_model(model, x)
-        log.info("kmeans_init: warm start, the champion's %d centres", len(init.centres))
+        log.info("init_clusters: warm start, the champion's %d centres", len(init.centres))
     else:
-        log.info("kmeans_init: %s on the embedding",
-                 "UMAP + Gaussian mixture" if config.method == "umap" else "K-Means")
+        log.info("init_clusters: %s on the embedding",
+                 METHOD_NAMES[config.method])
         init = init_centres(embed(encoder_of(model), x), n_clusters, config, seed=seed)
-    metrics = {"kmeans_init.inertia": init.inertia}
+    metrics = {"init_clusters.inertia": init.inertia}
     if y is not None:  # reported for comparison only; never fed back
-        metrics["kmeans_init.acc"] = cluster_accuracy(y, init.labels)
-        metrics["kmeans_init.nmi"] = float(normalized_mutual_info_score(y, init.labels))
+        metrics["init_clusters.acc"] = cluster_accuracy(y, init.labels)
+        metrics["init_clusters.nmi"] = float(normalized_mutual_info_score(y, init.labels))
     tracker.log_metrics(metrics)
-    log.info("kmeans_init: %d clusters, inertia %.1f%s", n_clusters, init.inertia,
+    log.info("init_clusters: %d clusters, inertia %.1f%s", n_clusters, init.inertia,
              "".join(f", {k.split('.')[1]} {v:.4f}" for k, v in metrics.items()
                      if "inertia" not in k))
     return Initialised(init=init, metrics=metrics, warm_start=warm_start)

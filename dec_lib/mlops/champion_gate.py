@@ -14,7 +14,7 @@ from typing import Any
 
 import mlflow
 
-from dec_lib.config.sections import RegistryConfig
+from dec_lib.config import RegistryConfig
 from dec_lib.data.datasets import read_dataset
 from dec_lib.mlops import tracking
 from dec_lib.mlops.drift import Drift, Reference, measure_drift, reference_from_tags, reference_of

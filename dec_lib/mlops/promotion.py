@@ -19,6 +19,7 @@ model, changed for the worse, and the new version stays challenger for a person 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import keras
@@ -98,9 +99,16 @@ def score_model(model: keras.Model, x: np.ndarray, y: np.ndarray | None,
     q = soft_assignments(model, x)
     clusters = cluster_labels(q)
     empty = int(q.shape[1] - len(np.unique(clusters)))
-    if criterion == "acc":
-        return Score(cluster_accuracy(y, clusters), empty)
-    return Score(sampled_silhouette(embed(dec_encoder(model), x), clusters), empty)
+    return Score(SCORERS[criterion](model, x, y, clusters), empty)
+
+
+SCORERS: dict[str, Callable[[keras.Model, np.ndarray, np.ndarray | None, np.ndarray], float]] = {
+    "acc": lambda model, x, y, clusters: cluster_accuracy(y, clusters),
+    "silhouette": lambda model, x, y, clusters: sampled_silhouette(
+        embed(dec_encoder(model), x), clusters),
+}
+"""The gate's criteria; with ``auto`` (``criterion_for``) they are exactly the values
+``registry.promotion_criterion`` allows, which ``tests/test_promotion.py`` checks."""
 
 
 @dataclass

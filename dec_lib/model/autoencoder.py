@@ -23,7 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from dec_lib.config.sections import AutoencoderConfig, PretrainConfig
+from dec_lib.config import AutoencoderConfig, PretrainConfig
 from dec_lib.model.clustering import ClusteringLayer
 from dec_lib.model.forward import predict_batched
 from dec_lib.model.precision import use_xla, with_precision
@@ -100,9 +100,16 @@ def make_optimizer(name: str, learning_rate: float, momentum: float) -> keras.op
     -------
     keras.optimizers.Optimizer
     """
-    if name == "adam":
-        return keras.optimizers.Adam(learning_rate=learning_rate)
-    return keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum)
+    return OPTIMIZERS[name](learning_rate, momentum)
+
+
+OPTIMIZERS: dict[str, Callable[[float, float], keras.optimizers.Optimizer]] = {
+    "sgd": lambda learning_rate, momentum: keras.optimizers.SGD(learning_rate=learning_rate,
+                                                                momentum=momentum),
+    "adam": lambda learning_rate, _: keras.optimizers.Adam(learning_rate=learning_rate),
+}
+"""Optimizer builders by name; ``tests/test_autoencoder.py`` checks that the names are exactly
+those ``pretrain.optimizer`` allows (``dec_lib.config.OPTIMIZERS``)."""
 
 
 def embed(encoder: keras.Model, x: np.ndarray, batch_size: int = 8192) -> np.ndarray:

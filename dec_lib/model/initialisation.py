@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import keras
 import numpy as np
 from sklearn.cluster import KMeans
 
-from dec_lib.config.sections import InitConfig
+from dec_lib.config import InitConfig
 from dec_lib.data.validation import check_n_clusters
 from dec_lib.model.autoencoder import embed
 from dec_lib.model.clustering import soft_assignment
@@ -71,21 +72,31 @@ def init_centres(embedding: np.ndarray, n_clusters: int, config: InitConfig,
     check_n_clusters(n_clusters, len(embedding))
     started = time.perf_counter()
     embedding = np.asarray(embedding, dtype=np.float64)
-    if config.method == "umap":
-        labels = _manifold_labels(embedding, n_clusters, config, seed)
-        centres = _cluster_means(embedding, labels, n_clusters, seed)
-        inertia = float(((embedding - centres[labels]) ** 2).sum())
-    else:
-        kmeans = KMeans(n_clusters=n_clusters, n_init=config.n_init, max_iter=config.max_iter,
-                        random_state=seed)
-        labels = kmeans.fit_predict(embedding)
-        centres, inertia = kmeans.cluster_centers_, float(kmeans.inertia_)
+    labels, centres, inertia = METHODS[config.method](embedding, n_clusters, config, seed)
     return InitResult(centres=centres.astype(np.float32), labels=labels.astype(np.int64),
                       inertia=inertia, seconds=time.perf_counter() - started)
 
 
+def _kmeans(embedding: np.ndarray, n_clusters: int, config: InitConfig,
+            seed: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """K-Means on the embedding, as published: labels, centres and inertia."""
+    kmeans = KMeans(n_clusters=n_clusters, n_init=config.n_init, max_iter=config.max_iter,
+                    random_state=seed)
+    labels = kmeans.fit_predict(embedding)
+    return labels, kmeans.cluster_centers_, float(kmeans.inertia_)
+
+
+def _manifold(embedding: np.ndarray, n_clusters: int, config: InitConfig,
+              seed: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """UMAP + Gaussian mixture (N2D): labels, their means in the embedding, and inertia."""
+    labels = _manifold_labels(embedding, n_clusters, config, seed)
+    centres = _cluster_means(embedding, labels, n_clusters, seed)
+    return labels, centres, float(((embedding - centres[labels]) ** 2).sum())
+
+
 def _manifold_labels(embedding: np.ndarray, n_clusters: int, config: InitConfig,
                      seed: int) -> np.ndarray:
+    """UMAP of the embedding, then a full-covariance Gaussian mixture on the map."""
     import umap
     from sklearn.mixture import GaussianMixture
 
@@ -114,6 +125,17 @@ def _cluster_means(embedding: np.ndarray, labels: np.ndarray, n_clusters: int,
         centres[k] = members.mean(axis=0) if len(members) else embedding[rng.integers(
             len(embedding))]
     return centres
+
+
+METHODS: dict[str, Callable[[np.ndarray, int, InitConfig, int],
+                            tuple[np.ndarray, np.ndarray, float]]] = {
+    "kmeans": _kmeans,
+    "umap": _manifold,
+}
+"""Initialisations by ``init.method``; ``tests/test_initialisation.py`` checks that the names
+are exactly those the setting allows (``dec_lib.config.INIT_METHODS``)."""
+METHOD_NAMES = {"kmeans": "K-Means", "umap": "UMAP + Gaussian mixture"}
+"""What the log calls each method."""
 
 
 def init_from_model(model: keras.Model, x: np.ndarray) -> InitResult:

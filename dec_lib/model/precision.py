@@ -14,7 +14,7 @@ from pathlib import Path
 
 import keras
 
-from dec_lib.config.sections import PRECISIONS
+from dec_lib.config import PRECISIONS
 from dec_lib.model.clustering import ClusteringLayer
 
 _POLICY = {"float32": "float32", "bfloat16": "mixed_bfloat16"}

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from dec_lib.config.sections import DECConfig
+from dec_lib.config import DECConfig
 from dec_lib.model.clustering import target_distribution
 from dec_lib.model.dec_model import cluster_labels, soft_assignments
 from dec_lib.model.precision import use_xla, with_precision

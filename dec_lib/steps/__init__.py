@@ -9,9 +9,9 @@ from dec_lib.steps.common import TrackingContext, user_errors_exit
 from dec_lib.steps.dec_training import dec_train
 from dec_lib.steps.evaluating import Evaluation, evaluate
 from dec_lib.steps.ingesting import ingest
-from dec_lib.steps.initialising import kmeans_init, read_init, write_init
+from dec_lib.steps.initialising import init_clusters, read_init, write_init
 from dec_lib.steps.pretraining import pretrain
 from dec_lib.steps.registering import register
 
-__all__ = ["Evaluation", "TrackingContext", "dec_train", "evaluate", "ingest", "kmeans_init",
+__all__ = ["Evaluation", "TrackingContext", "dec_train", "evaluate", "ingest", "init_clusters",
            "pretrain", "read_init", "register", "user_errors_exit", "write_init"]

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from dec_lib import names
-from dec_lib.config.sections import RunConfig
+from dec_lib.config import RunConfig
 from dec_lib.errors import DecError
 from dec_lib.mlops import tracking
 from dec_lib.runtime import devices, events, thread_pools

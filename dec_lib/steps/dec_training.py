@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from dec_lib import names
 from dec_lib.data.datasets import read_dataset
 from dec_lib.mlops import tracking
 from dec_lib.steps.common import (
@@ -29,7 +30,7 @@ def dec_train(dataset_path: str, autoencoder_path: str, centres_path: str, dec: 
     data_unchanged : bool, default False
         A warm start on the champion's own data: the champion is handed on as it is.
     """
-    begin("dec_train", tensorflow=not data_unchanged)
+    begin(names.DEC_TRAIN, tensorflow=not data_unchanged)
     from dec_lib.reports.run_report import save_dec_history
 
     config = config_from_sections(seed, dec=dec)
@@ -37,7 +38,7 @@ def dec_train(dataset_path: str, autoencoder_path: str, centres_path: str, dec: 
         import shutil
 
         config = config.with_overrides({"dec.maxiter": 0})
-        with ctx.step("dec_train"):
+        with ctx.step(names.DEC_TRAIN):
             log_sections(config, "dec")
             Path(out_path).mkdir(parents=True, exist_ok=True)
             shutil.copyfile(Path(autoencoder_path) / "autoencoder.keras",
@@ -50,7 +51,7 @@ def dec_train(dataset_path: str, autoencoder_path: str, centres_path: str, dec: 
     from dec_lib.model.autoencoder import encoder_of
     from dec_lib.model.saving import load_model, save_model
 
-    with ctx.step("dec_train"):
+    with ctx.step(names.DEC_TRAIN):
         log_sections(config, "dec")
         dataset = read_dataset(dataset_path)
         centres, initial_labels = read_init(centres_path)

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from dec_lib import names
 from dec_lib.data.datasets import read_dataset
 from dec_lib.mlops import tracking
 from dec_lib.steps.common import (
@@ -50,7 +51,7 @@ def evaluate(dataset_path: str, model_path: str, report_path: str, ctx: Tracking
         The data's fingerprint as ingest recorded it, written into the report (which register
         tags the model version with); computed here when not given.
     """
-    begin("evaluate")
+    begin(names.EVALUATE)
     import tempfile
 
     if data_unchanged:
@@ -62,7 +63,7 @@ def evaluate(dataset_path: str, model_path: str, report_path: str, ctx: Tracking
     from dec_lib.reports.run_report import read_dec_history, read_pretrain_losses, write_run_report
 
     tracker = tracking.MlflowTracker()
-    with ctx.step("evaluate"):
+    with ctx.step(names.EVALUATE):
         dataset = read_dataset(dataset_path)
         scores = evaluate_phase(load_model(model_path), dataset.x, dataset.y, tracker=tracker)
         evaluation = Evaluation(metrics=scores.metrics, confusion=scores.confusion,
@@ -98,7 +99,7 @@ def _evaluate_unchanged(dataset_path: str, report_path: str, ctx: TrackingContex
     import html
     import tempfile
 
-    with ctx.step("evaluate"):
+    with ctx.step(names.EVALUATE):
         dataset = read_dataset(dataset_path)
         data_fingerprint = data_fingerprint or fingerprint(dataset.x, dataset.y)
         Path(report_path).write_text(json.dumps({

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from dec_lib import names
 from dec_lib.data.datasets import load_dataset_with_provenance, save_dataset
 from dec_lib.errors import DecError
 from dec_lib.mlops import tracking
@@ -28,15 +29,15 @@ def ingest(data: dict, seed: int, out_path: str, ctx: TrackingContext,
     ``n_clusters`` (``dec.n_clusters``) is checked against the images here, before pretraining
     spends minutes on data that cannot give that many clusters.
     """
-    begin("ingest", tensorflow=False)
+    begin(names.INGEST, tensorflow=False)
     from dec_lib.data.validation import check_n_clusters
 
     # KFP parameters travel as protobuf numbers, so an int may arrive as 10.0.
     if isinstance(n_clusters, float) and n_clusters.is_integer():
         n_clusters = int(n_clusters)
     config = config_from_sections(seed, data=data)
-    ctx = ctx.own("ingest", data, seed, *([n_clusters] if n_clusters else []))
-    with ctx.step("ingest") as run:
+    ctx = ctx.own(names.INGEST, data, seed, *([n_clusters] if n_clusters else []))
+    with ctx.step(names.INGEST) as run:
         log_sections(config, "data")
         dataset, provenance = load_dataset_with_provenance(
             config.data.dataset, n_samples=config.data.n_samples, seed=config.seed)

@@ -1,4 +1,4 @@
-"""The ``kmeans_init`` step: the initial centres on the autoencoder's embedding."""
+"""The ``init_clusters`` step: the initial centres on the autoencoder's embedding."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from dec_lib import names
 from dec_lib.data.datasets import read_dataset
 from dec_lib.mlops import tracking
 from dec_lib.runtime.files import replaced
@@ -20,7 +21,7 @@ from dec_lib.steps.common import (
 
 
 @user_errors_exit
-def kmeans_init(dataset_path: str, autoencoder_path: str, init: dict, dec: dict, seed: int,
+def init_clusters(dataset_path: str, autoencoder_path: str, init: dict, dec: dict, seed: int,
                 out_path: str, ctx: TrackingContext,
                 upstream: dict[str, dict] | None = None,
                 data_unchanged: bool = False) -> dict[str, Any]:
@@ -33,19 +34,19 @@ def kmeans_init(dataset_path: str, autoencoder_path: str, init: dict, dec: dict,
     data_unchanged : bool, default False
         A warm start on the champion's own data, where nothing is trained.
     """
-    begin("kmeans_init", tensorflow=not data_unchanged)
+    begin(names.INIT_CLUSTERS, tensorflow=not data_unchanged)
     config = config_from_sections(seed, init=init, dec=dec)
     if data_unchanged:
-        with ctx.step("kmeans_init"):
+        with ctx.step(names.INIT_CLUSTERS):
             for step, record in (upstream or {}).items():
                 tracking.adopt(step, record)
             write_init(out_path, np.zeros((0, 0), np.float32), np.zeros(0, np.int64))
-            log.info("kmeans_init: the data is unchanged; the champion keeps its centres")
+            log.info("init_clusters: the data is unchanged; the champion keeps its centres")
         return {"n_clusters": config.dec.n_clusters, "skipped": True}
     from dec_lib.core.phases import initialise
     from dec_lib.model.saving import load_model
 
-    with ctx.step("kmeans_init"):
+    with ctx.step(names.INIT_CLUSTERS):
         for step, record in (upstream or {}).items():
             tracking.adopt(step, record)
         log_sections(config, "init")

@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from dec_lib.config.sections import RunConfig
+from dec_lib import names
+from dec_lib.config import RunConfig
 from dec_lib.data.datasets import read_dataset
 from dec_lib.errors import DecError
 from dec_lib.mlops import tracking
@@ -35,15 +36,15 @@ def pretrain(dataset_path: str, autoencoder: dict, pretrain: dict, seed: int, ou
         The data's fingerprint as ingest recorded it (its output's metadata), so that the
         images are not hashed again; computed here when not given.
     """
-    begin("pretrain")
+    begin(names.PRETRAIN)
     config = config_from_sections(seed, autoencoder=autoencoder, pretrain=pretrain,
                                   registry=registry or {})
     dataset = read_dataset(dataset_path)
     # The work, which keys both the resumable checkpoint and (when cached) the MLflow run.
     data_fingerprint = data_fingerprint or fingerprint(dataset.x, dataset.y)
     work = [data_fingerprint, autoencoder, pretrain, seed, registry or {}]
-    ctx = ctx.own("pretrain", *work)
-    with ctx.step("pretrain") as run:
+    ctx = ctx.own(names.PRETRAIN, *work)
+    with ctx.step(names.PRETRAIN) as run:
         log_sections(config, "autoencoder", "pretrain", "registry")
         meta = None
         if config.registry.warm_start:
@@ -78,7 +79,7 @@ def _warm_start(dataset, data_fingerprint: str, model_name: str, out: Path
     """Hand on the champion's DEC model instead of pretraining; None when there is no champion.
 
     Its encoder is what DEC continues from, and its clustering layer the initial centres
-    (``kmeans_init`` recognises it). When the data equals the champion's (same fingerprint),
+    (``init_clusters`` recognises it). When the data equals the champion's (same fingerprint),
     the later steps train and register nothing.
     """
     import shutil

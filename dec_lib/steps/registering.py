@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from dec_lib import names
 from dec_lib.mlops import tracking
 from dec_lib.steps.common import TrackingContext, begin, config_from_sections, user_errors_exit
 
@@ -26,7 +27,7 @@ def register(model_path: str, report_path: str, model_name: str, work_dir: str,
     champion recorded one, the data's drift from the champion's training data is logged
     (``dec_lib.mlops.drift``): figures for a reader, not inputs to the gate.
     """
-    begin("register")
+    begin(names.REGISTER)
     # Imported after ``begin``: the gate loads TensorFlow, whose thread pools begin sizes.
     from dec_lib.mlops import champion_gate
     from dec_lib.mlops.registry import CHAMPION, DATA_FINGERPRINT_TAG, log_and_register
@@ -35,7 +36,7 @@ def register(model_path: str, report_path: str, model_name: str, work_dir: str,
     report = json.loads(Path(report_path).read_text())
     result = {"tracking_uri": tracking.resolve_tracking_uri(ctx.tracking_uri or None),
               "model_name": model_name}
-    with ctx.step("register") as run:
+    with ctx.step(names.REGISTER) as run:
         result["mlflow_run_id"] = run.info.run_id
         tracking.log_params({"register.model_name": model_name})
         if data_unchanged:
