@@ -323,15 +323,18 @@ def test_a_step_that_failed_for_another_reason_runs_again(store, error):
     assert _run(run.info.run_id).data.tags["step.pretrain"] == tracking.STEP_DONE
 
 
-def test_each_step_notes_its_run_id_for_the_cli(store, tmp_path, monkeypatch):
+def test_each_step_reports_its_run_id_to_the_cli_as_an_event(store, capfd):
+    from dec_lib.runtime import events
+
     uri, _ = store
-    notes = tmp_path / "run-ids"
-    monkeypatch.setenv(tracking.RUN_ID_FILE_ENV, str(notes))
     key = _key()
     for step in ("ingest", "pretrain"):
         with tracking.step_run(key, step, tracking_uri=uri) as run:
             pass
-    assert notes.read_text().split() == [run.info.run_id] * 2
+    reported = [event.fields["run_id"] for event in map(events.parse,
+                                                         capfd.readouterr().err.splitlines())
+                if event is not None and event.kind == events.RUN]
+    assert reported == [run.info.run_id] * 2
 
 
 # --- runs left behind ------------------------------------------------------------------------
