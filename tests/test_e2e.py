@@ -62,7 +62,7 @@ def test_mlflow_holds_every_step_and_the_registered_champion(pipeline_run):
     run = client.get_run(summary["mlflow_run_id"])
     assert run.info.status == "FINISHED"
     params, metrics = run.data.params, run.data.metrics
-    assert params["data.n_samples"] == "600" and params["pretrain.epochs"] == "3"
+    assert params["data.n_samples"] == "600" and params["pretrain.epochs"] == "150"
     assert params["dec.maxiter"] == "60" and params["init.n_init"] == "2"
     for step in summary["phase_seconds"]:
         assert f"phase_seconds.{step}" in metrics
@@ -127,7 +127,7 @@ def test_the_report_is_a_kfp_output_with_every_figure_embedded(pipeline_run):
         _check_png(run_dir / "evaluate" / "figures" / name)
     # The curves come from the files training left beside its models.
     losses = json.loads((run_dir / "pretrain" / "model" / "pretrain_losses.json").read_text())
-    assert len(losses) == 3 and all(v > 0 for v in losses)
+    assert len(losses) == 150 and all(v > 0 for v in losses)
     history = json.loads((run_dir / "dec-train" / "model" / "history.json").read_text())
     assert [u["iteration"] for u in history["updates"]][:2] == [0, 20]
     assert all(0 <= u["acc"] <= 1 for u in history["updates"])
