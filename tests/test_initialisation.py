@@ -96,6 +96,24 @@ def test_umap_init_is_repeatable_under_a_seed():
     np.testing.assert_array_equal(a.labels, b.labels)
 
 
+def test_umap_fitted_on_a_subset_maps_and_assigns_every_point():
+    x, y = _rings()
+    config = InitConfig(method="umap", n_init=2, umap_neighbors=10, umap_fit_samples=200)
+    subset = init_centres(x, 2, config, seed=0)
+    assert subset.labels.shape == (400,)
+    # the 200 points it never learned from are assigned through the map, as well as the rest
+    assert cluster_accuracy(y, subset.labels) == 1.0
+    np.testing.assert_array_equal(subset.labels, init_centres(x, 2, config, seed=0).labels)
+
+
+def test_a_fit_subset_as_large_as_the_data_is_the_whole_data():
+    x, _, _ = _blobs(2)
+    whole = init_centres(x, 4, InitConfig(method="umap", n_init=1, umap_neighbors=10), seed=3)
+    same = init_centres(x, 4, InitConfig(method="umap", n_init=1, umap_neighbors=10,
+                                         umap_fit_samples=len(x)), seed=3)
+    np.testing.assert_array_equal(whole.labels, same.labels)
+
+
 def test_the_initialisations_are_exactly_those_the_setting_allows():
     from dec_lib.config import INIT_METHODS
     from dec_lib.model.initialisation import METHOD_NAMES, METHODS

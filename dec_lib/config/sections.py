@@ -133,6 +133,10 @@ class InitConfig:
         20, "UMAP's neighbourhood size, in points.", Interval(2, 10_000))
     umap_components: int = setting(
         0, "Dimensions UMAP maps to (0: the number of clusters).", Interval(0, MAX_UNITS))
+    umap_fit_samples: int = setting(
+        0, """UMAP learns its map from a random subset of this many embeddings and maps all of
+        them through it; the Gaussian mixture is fitted on that subset's map (0: all of them).""",
+        Interval(0, MAX_COUNT))
 
 
 @dataclass

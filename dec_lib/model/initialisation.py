@@ -96,23 +96,36 @@ def _manifold(embedding: np.ndarray, n_clusters: int, config: InitConfig,
 
 def _manifold_labels(embedding: np.ndarray, n_clusters: int, config: InitConfig,
                      seed: int) -> np.ndarray:
-    """UMAP of the embedding, then a full-covariance Gaussian mixture on the map."""
+    """UMAP of the embedding, then a full-covariance Gaussian mixture on the map.
+
+    With ``init.umap_fit_samples`` below the number of points, both are fitted on a seeded
+    random subset and the rest are mapped and assigned through them: UMAP's cost grows with
+    the points it learns from, and a few thousand per cluster already fix the manifold.
+    """
     import umap
     from sklearn.mixture import GaussianMixture
 
-    n_neighbors = min(config.umap_neighbors, len(embedding) - 1)
+    fit_rows = slice(None)
+    if 0 < config.umap_fit_samples < len(embedding):
+        rng = np.random.default_rng(seed)
+        fit_rows = np.sort(rng.choice(len(embedding), config.umap_fit_samples, replace=False))
+    fitted_on = embedding[fit_rows]
+    n_neighbors = min(config.umap_neighbors, len(fitted_on) - 1)
     with warnings.catch_warnings():
         # A fixed random_state makes UMAP single-threaded, which it warns about; we want that.
         warnings.filterwarnings("ignore", message=".*n_jobs value.*")
-        mapped = umap.UMAP(n_components=config.umap_components or n_clusters,
-                           n_neighbors=n_neighbors, min_dist=0.0, metric="euclidean",
-                           random_state=seed,
-                           init="spectral" if len(embedding) > n_clusters + 1 else "random",
-                           ).fit_transform(embedding)
+        reducer = umap.UMAP(n_components=config.umap_components or n_clusters,
+                            n_neighbors=n_neighbors, min_dist=0.0, metric="euclidean",
+                            random_state=seed,
+                            init="spectral" if len(fitted_on) > n_clusters + 1 else "random")
+        mapped_fit = reducer.fit_transform(fitted_on)
+        mapped = mapped_fit if isinstance(fit_rows, slice) else reducer.transform(embedding)
     mixture = GaussianMixture(n_components=n_clusters, covariance_type="full",
                               n_init=config.n_init, max_iter=config.max_iter,
                               random_state=seed)
-    return mixture.fit_predict(mapped)
+    if isinstance(fit_rows, slice):
+        return mixture.fit_predict(mapped)
+    return mixture.fit(mapped_fit).predict(mapped)
 
 
 def _cluster_means(embedding: np.ndarray, labels: np.ndarray, n_clusters: int,
