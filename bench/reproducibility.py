@@ -56,9 +56,10 @@ def main() -> None:
         if isa:
             env["ONEDNN_MAX_CPU_ISA"] = isa
         result = subprocess.run([sys.executable, "-c", FIT, precision], capture_output=True,
-                                text=True, env=env, check=True)
-        rows.append({"precision": precision, "max_isa": isa or "all",
-                     **json.loads(result.stdout.strip().splitlines()[-1])})
+                                text=True, env=env)
+        outcome = ({"digest": f"exit {result.returncode}", "acc": float("nan")}
+                   if result.returncode else json.loads(result.stdout.strip().splitlines()[-1]))
+        rows.append({"precision": precision, "max_isa": isa or "all", **outcome})
         print(rows[-1], flush=True)
     RESULTS.mkdir(exist_ok=True)
     with open(RESULTS / "reproducibility.json", "a") as f:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
@@ -62,6 +64,16 @@ def test_auto_follows_the_cpu_flags(monkeypatch):
     assert precision.resolve_precision("float32") == "float32"
     with pytest.raises(ValueError, match=r"precision must be one of"):
         precision.resolve_precision("float16")
+
+
+@pytest.mark.parametrize("cap, kept", [("AVX2", False), ("avx512_core", False),
+                                       ("AVX512_CORE_BF16", True), ("AVX512_CORE_AMX", True),
+                                       ("", True)])
+def test_a_onednn_cap_below_bfloat16_means_no_bfloat16(monkeypatch, cap, kept):
+    # Under a cap below AVX-512 BF16, TensorFlow aborts on the first bfloat16 product.
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    has_bf16 = "avx512_bf16" in Path("/proc/cpuinfo").read_text()
+    assert precision._cpu_has_bf16() == (kept and has_bf16)
 
 
 def test_unknown_precision_is_a_config_error_naming_the_key():

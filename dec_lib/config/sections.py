@@ -206,7 +206,8 @@ class RunConfig:
 
     seed: int = setting(
         0, """Random seed for every step (subset, initialisation, training): seeds Python, NumPy
-        and TensorFlow, with deterministic kernels: one seed, one model.""",
+        and TensorFlow, with deterministic kernels: one seed, one model on the same CPU kind and
+        software (README, "Reproducibility").""",
         # numpy's and TensorFlow's seeds are unsigned 32-bit: a larger one crashed training.
         Interval(0, MAX_SEED))
     data: DataConfig = field(default_factory=DataConfig)

@@ -10,6 +10,7 @@ does not depend on the machine that trained it.
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 import keras
@@ -27,8 +28,22 @@ def _gpus() -> tuple:
     return tuple(tf.config.list_physical_devices("GPU"))
 
 
+_ONEDNN_BF16_ISAS = ("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX",
+                     "AVX10_1_512", "AVX10_1_512_AMX", "AVX10_1_512_AMX_FP16", "AVX10_2_512",
+                     "AVX10_2_512_AMX_2", "ALL", "DEFAULT")
+"""``ONEDNN_MAX_CPU_ISA`` values that leave oneDNN its bfloat16 kernels."""
+
+
 def _cpu_has_bf16() -> bool:
-    """AVX-512 BF16 or AMX: the CPU multiplies bfloat16 natively (else TF emulates it, slowly)."""
+    """AVX-512 BF16 or AMX: the CPU multiplies bfloat16 natively (else TF emulates it, slowly).
+
+    ``ONEDNN_MAX_CPU_ISA`` below AVX-512 BF16 takes oneDNN's bfloat16 kernels away although
+    the CPU has them, and TensorFlow then aborts on the first bfloat16 product (measured:
+    ``bench/reproducibility.py`` with ``AVX2``), so it counts as no bfloat16.
+    """
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
+    if cap and cap not in _ONEDNN_BF16_ISAS:
+        return False
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
