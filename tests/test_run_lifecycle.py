@@ -133,11 +133,15 @@ def test_a_run_left_running_by_a_dead_step_is_marked_killed_by_the_next_run(stor
     assert lost.stdout.readline().strip() == "ready"
     lost.kill()  # SIGKILL: nothing in the step can react
     lost.wait(30)
+    lost_id = _run(store, "pipe-lost").info.run_id
     assert _run(store, "pipe-lost").info.status == "RUNNING"
-    monkeypatch.setenv("DEC_STALE_RUN_SECONDS", "1")
-    time.sleep(1.5)
+    # The lost run last reported an hour ago; the limit is ten minutes. Backdating its heartbeat
+    # instead of sleeping keeps the test independent of how slow the machine is.
+    an_hour_ago = str(int(time.time()) - 3600)
+    mlflow.MlflowClient(store).set_tag(lost_id, tracking.HEARTBEAT_TAG, an_hour_ago)
+    monkeypatch.setenv("DEC_STALE_RUN_SECONDS", "600")
     with steps.TrackingContext("pipe-alive", store).step("ingest"):
-        pass  # this one reports just now; the lost one is 1.5 s quiet, over the 1 s limit
+        pass  # this one reports just now, well within the limit
     with steps.TrackingContext("pipe-next", store).step("ingest"):
         pass
     lost_run = _run(store, "pipe-lost")
