@@ -214,7 +214,7 @@ def test_self_train_reports_every_update_and_acc_only_with_labels(digits, pretra
     init = phases.initialise(pretrained.autoencoder, x, 4, InitConfig(n_init=2), seed=0).init
     config = DECConfig(n_clusters=4, maxiter=8, update_interval=4, batch_size=100, tol=0.0)
     tracker = RecordingTracker()
-    trained = phases.self_train(encoder_of(pretrained.autoencoder), init.centres, init.labels,
+    trained = phases.self_train(pretrained.autoencoder, init.centres, init.labels,
                                 x, config, seed=0, y=labels, tracker=tracker)
     assert tracker.steps_of("dec.delta_label") == [0, 4, 8]
     assert tracker.steps_of("dec.loss") == [4, 8]  # no loss before the first interval
@@ -224,7 +224,7 @@ def test_self_train_reports_every_update_and_acc_only_with_labels(digits, pretra
     assert all("acc" in row for row in trained.updates)
     assert not np.array_equal(cluster_centres(trained.model), init.centres)
 
-    blind = phases.self_train(encoder_of(pretrained.autoencoder), init.centres, init.labels, x,
+    blind = phases.self_train(pretrained.autoencoder, init.centres, init.labels, x,
                               config, seed=0, tracker=NullTracker())
     assert not any("acc" in row for row in blind.updates)
 

@@ -128,3 +128,65 @@ def test_initial_labels_must_match_the_data(mnist_subset):
     with pytest.raises(ValueError, match="49 initial labels for 50 images"):
         train_dec(model, x, DECConfig(n_clusters=2, maxiter=5, warmup_iterations=5),
                   initial_labels=np.zeros(49, dtype=np.int64))
+
+
+# --- augmentation (DEC-DA) and the reconstruction loss (IDEC) ----------------------------------
+
+
+def _fresh(pretrained) -> tuple[keras.Model, keras.Model]:
+    """A fresh autoencoder from the pretrained weights, and the DEC model on its encoder."""
+    weights, centres = pretrained
+    autoencoder = build_autoencoder(784, TINY)
+    autoencoder.set_weights(weights)
+    return autoencoder, build_dec_model(encoder_of(autoencoder), centres, alpha=1.0)
+
+
+def _centres(model: keras.Model) -> np.ndarray:
+    return model.get_layer(CLUSTERING_LAYER).get_weights()[0]
+
+
+def test_shifted_batches_change_training_and_one_seed_gives_one_model(pretrained, x400):
+    config = _dec_config(maxiter=20, update_interval=10, tol=0.0, augment_shift=2)
+    runs = []
+    for seed, shift in ((0, 2), (0, 2), (1, 2), (0, 0)):
+        _, model = _fresh(pretrained)
+        train_dec(model, x400, config.__class__(**{**vars(config), "augment_shift": shift}),
+                  image_shape=(28, 28), seed=seed)
+        runs.append(_centres(model))
+    assert np.array_equal(runs[0], runs[1])  # the shifts are drawn from the seed
+    assert not np.allclose(runs[0], runs[2])  # another seed, other shifts
+    assert not np.allclose(runs[0], runs[3])  # the shifts are really applied
+
+
+def test_shifts_without_a_2d_image_shape_warn_and_train_unshifted(pretrained, x400, caplog):
+    _, shifted = _fresh(pretrained)
+    _, plain = _fresh(pretrained)
+    train_dec(shifted, x400, _dec_config(maxiter=10, tol=0.0, augment_shift=2))
+    train_dec(plain, x400, _dec_config(maxiter=10, tol=0.0))
+    assert "dec.augment_shift needs 2-D images" in caplog.text
+    assert np.array_equal(_centres(shifted), _centres(plain))
+
+
+def test_the_reconstruction_loss_keeps_the_autoencoder_reconstructing(pretrained, x400):
+    """IDEC's point: DEC alone moves the encoder away from what the decoder can invert."""
+    def reconstruction_error(autoencoder):
+        return float(np.mean((autoencoder.predict(x400, verbose=0) - x400) ** 2))
+
+    errors = {}
+    for weight in (0.0, 10.0):
+        autoencoder, model = _fresh(pretrained)
+        decoder_before = autoencoder.get_layer("reconstruction").get_weights()[0].copy()
+        train_dec(model, x400, _dec_config(maxiter=60, update_interval=20, tol=0.0,
+                                           learning_rate=0.05, reconstruction_weight=weight),
+                  autoencoder=autoencoder)
+        decoder_after = autoencoder.get_layer("reconstruction").get_weights()[0]
+        # The decoder is trained only when its loss is part of the objective.
+        assert np.array_equal(decoder_before, decoder_after) == (weight == 0.0)
+        errors[weight] = reconstruction_error(autoencoder)
+    assert errors[10.0] < errors[0.0]
+
+
+def test_the_reconstruction_loss_without_an_autoencoder_warns(pretrained, x400, caplog):
+    _, model = _fresh(pretrained)
+    train_dec(model, x400, _dec_config(maxiter=5, tol=0.0, reconstruction_weight=1.0))
+    assert "dec.reconstruction_weight needs the pretrained autoencoder" in caplog.text

@@ -18,7 +18,7 @@ from dec_lib.core.tracker import NullTracker, Tracker
 from dec_lib.data.datasets import infer_image_shape
 from dec_lib.data.validation import check_images, check_labels, check_n_clusters
 from dec_lib.errors import NotFittedError
-from dec_lib.model.autoencoder import embed, encoder_of
+from dec_lib.model.autoencoder import embed
 from dec_lib.model.dec_model import cluster_centres, cluster_labels, dec_encoder, soft_assignments
 from dec_lib.model.saving import load_model, save_model
 
@@ -92,9 +92,10 @@ class DEC:
                                          tracker=tracker)
         initialised = phases.initialise(self.pretrain_.autoencoder, x, config.dec.n_clusters,
                                         config.init, seed=config.seed, y=y, tracker=tracker)
-        trained = phases.self_train(encoder_of(self.pretrain_.autoencoder),
+        trained = phases.self_train(self.pretrain_.autoencoder,
                                     initialised.init.centres, initialised.init.labels, x,
-                                    config.dec, seed=config.seed, y=y, tracker=tracker)
+                                    config.dec, seed=config.seed, y=y, image_shape=image_shape,
+                                    tracker=tracker)
         self.model_ = trained.model
         self.labels_ = trained.result.labels
         self.n_iter_ = trained.result.iterations

@@ -210,15 +210,17 @@ class Trained:
     given): what the run report plots."""
 
 
-def self_train(encoder: keras.Model, centres: np.ndarray, initial_labels: np.ndarray,
+def self_train(model: keras.Model, centres: np.ndarray, initial_labels: np.ndarray,
                x: np.ndarray, config: DECConfig, *, seed: int, y: np.ndarray | None = None,
+               image_shape: tuple[int, ...] | None = None,
                tracker: Tracker | None = None) -> Trained:
-    """Put the clustering layer on ``encoder`` at ``centres`` and self-train both on ``x``.
+    """Put the clustering layer on ``model``'s encoder at ``centres`` and self-train both on ``x``.
 
     Parameters
     ----------
-    encoder : keras.Model
-        The pretrained encoder (or a champion's); trained in place.
+    model : keras.Model
+        The pretrained autoencoder, or a champion's DEC model (a warm start, which has no
+        decoder for ``config.reconstruction_weight``); its encoder is trained in place.
     centres : numpy.ndarray
         Initial centres, n_clusters x embedding dimensions.
     initial_labels : numpy.ndarray
@@ -231,6 +233,8 @@ def self_train(encoder: keras.Model, centres: np.ndarray, initial_labels: np.nda
         Seeds TensorFlow before the DEC model is built.
     y : numpy.ndarray, optional
         True labels, for monitoring only (``dec.acc``); never used to train.
+    image_shape : tuple of int, optional
+        The images' 2-D shape, which ``config.augment_shift`` needs.
     tracker : Tracker, optional
         Receives ``dec.delta_label``, ``dec.loss`` and ``dec.acc`` at every update, then
         ``dec_train.iterations`` and ``dec_train.converged``.
@@ -241,7 +245,8 @@ def self_train(encoder: keras.Model, centres: np.ndarray, initial_labels: np.nda
     """
     tracker = tracker or NullTracker()
     seed_everything(seed)
-    model = build_dec_model(encoder, centres, config.alpha)
+    autoencoder = None if is_dec_model(model) else model
+    model = build_dec_model(encoder_of(model), centres, config.alpha)
     progress = Progress(config.maxiter)
     updates: list[dict[str, Any]] = []
 
@@ -260,7 +265,8 @@ def self_train(encoder: keras.Model, centres: np.ndarray, initial_labels: np.nda
         log.info("dec_train: iteration %s, changed %.4f, loss %.5f%s",
                  progress.line(record.iteration), record.delta_label, record.loss, extra)
 
-    result = train_dec(model, x, config, initial_labels=initial_labels, on_update=on_update)
+    result = train_dec(model, x, config, initial_labels=initial_labels, on_update=on_update,
+                       image_shape=image_shape, autoencoder=autoencoder, seed=seed)
     tracker.log_metrics({"dec_train.iterations": result.iterations,
                          "dec_train.converged": float(result.converged)})
     log.info("dec_train: %s after %d iterations",

@@ -9,6 +9,7 @@ column sums over all of the data.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,9 +19,12 @@ import numpy as np
 import tensorflow as tf
 
 from dec_lib.config import DECConfig
+from dec_lib.model.autoencoder import random_shift
 from dec_lib.model.clustering import target_distribution
 from dec_lib.model.dec_model import cluster_labels, soft_assignments
 from dec_lib.model.precision import use_xla, with_precision
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -58,6 +62,9 @@ def train_dec(
     *,
     initial_labels: np.ndarray | None = None,
     on_update: UpdateCallback | None = None,
+    image_shape: tuple[int, ...] | None = None,
+    autoencoder: keras.Model | None = None,
+    seed: int = 0,
 ) -> DECResult:
     """Self-train ``model`` (see ``build_dec_model``) on ``x`` until labels settle or maxiter.
 
@@ -66,6 +73,11 @@ def train_dec(
     learns the initial partition before self-training refines it. Without the warm-up, an
     initialisation that is not a Euclidean partition of the embedding (UMAP's) is first
     flattened into its nearest-centre version, losing what made it good.
+
+    With ``config.augment_shift``, each training batch is randomly shifted while the targets
+    stay those of the unshifted images (DEC-DA, Guo et al. 2018): an image and its shifted
+    copies are pulled into one cluster. With ``config.reconstruction_weight``, the
+    autoencoder's reconstruction loss is kept beside KL(p || q) (IDEC, Guo et al. 2017).
 
     Parameters
     ----------
@@ -79,6 +91,13 @@ def train_dec(
         The initialisation's assignment of ``x``, for the warm-up.
     on_update : callable, optional
         ``on_update(record, labels, maxiter)`` at every target update, iteration 0 included.
+    image_shape : tuple of int, optional
+        The images' 2-D shape, which ``config.augment_shift`` needs.
+    autoencoder : keras.Model, optional
+        The autoencoder whose encoder ``model`` shares, for ``config.reconstruction_weight``;
+        its decoder is trained too.
+    seed : int, default=0
+        Seeds the random shifts.
 
     Returns
     -------
@@ -92,30 +111,50 @@ def train_dec(
     warmup = config.warmup_iterations if initial_labels is not None else 0
     if initial_labels is not None and len(initial_labels) != len(x):
         raise ValueError(f"{len(initial_labels)} initial labels for {len(x)} images")
+    shift = config.augment_shift if image_shape is not None and len(image_shape) == 2 else 0
+    if config.augment_shift and not shift:
+        log.warning("dec.augment_shift needs 2-D images; self-training without augmentation")
+    weight = config.reconstruction_weight if autoencoder is not None else 0.0
+    if config.reconstruction_weight and autoencoder is None:
+        log.warning("dec.reconstruction_weight needs the pretrained autoencoder (a warm start "
+                    "has none); self-training on KL(p || q) alone")
+    # With the reconstruction loss, one model computes q and the reconstruction from the
+    # shared encoder; its weights are the DEC model's plus the decoder's.
+    trained = keras.Model(model.input, [model.output, autoencoder.output]) if weight else model
+    joint = with_precision(trained, config.precision)
+    compute = keras.Model(joint.input, joint.outputs[0]) if weight else joint
+    variables = joint.trainable_variables
     optimizer = keras.optimizers.SGD(learning_rate=config.learning_rate,
                                      momentum=config.momentum)
-    compute = with_precision(model, config.precision)
-    variables = compute.trainable_variables
 
     n, batch_size = len(x), config.batch_size
     data = tf.constant(x)
 
     @tf.function(jit_compile=use_xla(), reduce_retracing=True)
-    def train_step(batch, target):
+    def train_step(batch, target, step_seed):
+        if shift:
+            batch = random_shift(batch, image_shape, shift, step_seed)
         with tf.GradientTape() as tape:
-            q = compute(batch, training=True)
+            if weight:
+                q, reconstruction = joint(batch, training=True)
+            else:
+                q = compute(batch, training=True)
             q = tf.clip_by_value(q, 1e-12, 1.0)
             loss = tf.reduce_mean(tf.reduce_sum(target * tf.math.log(target / q), axis=1))
+            if weight:
+                loss += weight * tf.reduce_mean(
+                    tf.square(tf.cast(reconstruction, tf.float32) - batch))
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
         return loss
 
     @tf.function
-    def train_interval(index, steps, target):
+    def train_interval(index, steps, target, first):
         """``steps`` consecutive batches in one graph call: no Python between two steps."""
         total = tf.constant(0.0)
-        for _ in tf.range(steps):
+        for step in tf.range(steps):
             end = tf.minimum(index + batch_size, n)
-            total += train_step(data[index:end], target[index:end])
+            total += train_step(data[index:end], target[index:end],
+                                tf.stack([tf.constant(seed % 2**31, tf.int32), first + step]))
             index = tf.where(end >= n, 0, end)
         return index, total / tf.cast(steps, tf.float32)
 
@@ -145,10 +184,11 @@ def train_dec(
              else target_distribution(q))
         target = tf.constant(np.clip(p, 1e-12, 1.0).astype(np.float32))
         steps = min(config.update_interval, config.maxiter - iteration)
-        index, mean_loss = train_interval(index, tf.constant(steps), target)
+        index, mean_loss = train_interval(index, tf.constant(steps), target,
+                                          tf.constant(iteration))
         loss = float(mean_loss)
         iteration += steps
-    if compute is not model:
-        model.set_weights(compute.get_weights())
+    if joint is not trained:
+        trained.set_weights(joint.get_weights())
     return DECResult(labels=previous, q=q, iterations=iteration, converged=converged,
                      history=history, seconds=time.perf_counter() - started)

@@ -48,16 +48,15 @@ def dec_train(dataset_path: str, autoencoder_path: str, centres_path: str, dec: 
             log.info("dec_train: the data is unchanged; the champion is kept as it is")
         return {"iterations": 0, "converged": True, "data_unchanged": True}
     from dec_lib.core.phases import self_train
-    from dec_lib.model.autoencoder import encoder_of
     from dec_lib.model.saving import load_model, save_model
 
     with ctx.step(names.DEC_TRAIN):
         log_sections(config, "dec")
         dataset = read_dataset(dataset_path)
         centres, initial_labels = read_init(centres_path)
-        trained = self_train(encoder_of(load_model(autoencoder_path)), centres, initial_labels,
+        trained = self_train(load_model(autoencoder_path), centres, initial_labels,
                              dataset.x, config.dec, seed=config.seed, y=dataset.y,
-                             tracker=tracking.MlflowTracker())
+                             image_shape=dataset.image_shape, tracker=tracking.MlflowTracker())
         save_model(trained.model, Path(out_path) / "dec.keras")
         save_dec_history(out_path, trained.updates, config.dec.tol, config.dec.warmup_iterations)
     return {"iterations": trained.result.iterations, "converged": trained.result.converged,

@@ -1,0 +1,130 @@
+"""Benchmark: DEC self-training variants from one run's pretrained model and initialisation.
+
+Every variant starts from the same artifacts of a finished run (its dataset, pretrained
+autoencoder and initial clusters), so the comparison isolates the self-training step and each
+variant costs one DEC phase, not a whole run. Labels score the result and are never used to
+train: they reach ``self_train`` only as its monitoring argument ``y``.
+
+    .venv/bin/python bench/quality.py --preset default --seeds 0 1 2 3 4 --work-dir W
+    .venv/bin/python bench/dec_candidates.py --preset default W/default-seed-*
+
+Appends one record per run and variant to ``bench/results/dec_candidates.json`` and prints the
+median, minimum and maximum of each variant over the runs.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+CANDIDATES: dict[str, dict] = {
+    "as-preset": {},
+    "lr-0.001": {"dec.learning_rate": 0.001},
+    "idec-10": {"dec.reconstruction_weight": 10.0},
+    "shift-2": {"dec.augment_shift": 2},
+    "shift-2-idec-10": {"dec.augment_shift": 2, "dec.reconstruction_weight": 10.0},
+}
+"""Variant name to the settings it changes from the preset (IDEC's gamma of 0.1 on the
+clustering loss is a reconstruction weight of 10 here, where KL(p || q) has weight 1)."""
+
+
+def artifacts(work: Path) -> dict[str, Path]:
+    """The dataset, pretrained model and initial clusters of the pipeline run in ``work``."""
+    outputs = sorted((work / "kfp-outputs").glob("*/"))
+    if not outputs:
+        raise SystemExit(f"{work}: no kfp-outputs/ (not a finished pipeline run's work dir)")
+    run = outputs[-1]
+    found = {"dataset": run / "ingest" / "dataset", "autoencoder": run / "pretrain" / "model",
+             "centres": run / "init-clusters" / "centres"}
+    for name, path in found.items():
+        if not path.exists():
+            raise SystemExit(f"{path}: missing ({name})")
+    return found
+
+
+def run_variant(paths: dict[str, Path], preset: str, seed: int, overrides: dict) -> dict:
+    from dec_lib.config import preset as named_preset
+    from dec_lib.core.phases import self_train
+    from dec_lib.data.datasets import read_dataset
+    from dec_lib.model.dec_model import cluster_labels, soft_assignments
+    from dec_lib.model.metrics import cluster_accuracy, evaluate_clustering
+    from dec_lib.model.saving import load_model
+    from dec_lib.steps.initialising import read_init
+
+    config = named_preset(preset).with_overrides({**overrides, "seed": seed})
+    dataset = read_dataset(str(paths["dataset"]))
+    centres, initial_labels = read_init(str(paths["centres"]))
+    started = time.perf_counter()
+    trained = self_train(load_model(str(paths["autoencoder"])), centres, initial_labels,
+                         dataset.x, config.dec, seed=seed, y=dataset.y,
+                         image_shape=dataset.image_shape)
+    seconds = time.perf_counter() - started
+    report = evaluate_clustering(dataset.y, cluster_labels(soft_assignments(trained.model,
+                                                                              dataset.x)))
+    after_warmup = next((u["acc"] for u in trained.updates
+                         if u["iteration"] >= config.dec.warmup_iterations), None)
+    return {"acc": report.acc, "nmi": report.nmi, "ari": report.ari,
+            "init_acc": cluster_accuracy(dataset.y, initial_labels),
+            "warmup_acc": after_warmup, "iterations": trained.result.iterations,
+            "converged": trained.result.converged, "dec_seconds": round(seconds, 1),
+            "curve": [(u["iteration"], round(u["acc"], 5)) for u in trained.updates]}
+
+
+def seed_of(work: Path) -> int:
+    """The seed the run in ``work`` was made with (from its ``--summary``)."""
+    return int(json.loads((work / "summary.json").read_text())["seed"])
+
+
+def summarise(records: list[dict]) -> str:
+    lines = ["| variant | runs | median ACC | min ACC | max ACC | median NMI | median init ACC "
+             "| median gain over init | median DEC s |", "|---" * 9 + "|"]
+    names = list(dict.fromkeys(r["variant"] for r in records))
+    for name in names:
+        rows = [r for r in records if r["variant"] == name]
+        acc = [r["acc"] for r in rows]
+        gain = [r["acc"] - r["init_acc"] for r in rows]
+        lines.append(
+            f"| {name} | {len(rows)} | {statistics.median(acc):.4f} | {min(acc):.4f} | "
+            f"{max(acc):.4f} | {statistics.median(r['nmi'] for r in rows):.4f} | "
+            f"{statistics.median(r['init_acc'] for r in rows):.4f} | "
+            f"{statistics.median(gain):+.4f} | "
+            f"{statistics.median(r['dec_seconds'] for r in rows):.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("work_dirs", nargs="+", type=Path,
+                        help="work dirs of finished runs (bench/quality.py's)")
+    parser.add_argument("--preset", default="default")
+    parser.add_argument("--variants", nargs="+", default=list(CANDIDATES),
+                        choices=list(CANDIDATES))
+    args = parser.parse_args()
+    out = RESULTS / "dec_candidates.json"
+    history = json.loads(out.read_text()) if out.exists() else []
+    records = []
+    for work in args.work_dirs:
+        paths = artifacts(work)
+        seed = seed_of(work)
+        for name in args.variants:
+            record = {"preset": args.preset, "seed": seed, "variant": name,
+                      "overrides": CANDIDATES[name],
+                      **run_variant(paths, args.preset, seed, CANDIDATES[name]),
+                      "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} CPUs",
+                      "date": time.strftime("%Y-%m-%d")}
+            print(f"seed {seed} {name}: ACC {record['acc']:.4f} NMI {record['nmi']:.4f} "
+                  f"(init {record['init_acc']:.4f}, after warm-up {record['warmup_acc']:.4f}) "
+                  f"in {record['dec_seconds']} s", flush=True)
+            records.append(record)
+            history.append(record)
+            out.write_text(json.dumps(history, indent=1) + "\n")
+    print(summarise(records))
+
+
+if __name__ == "__main__":
+    main()
