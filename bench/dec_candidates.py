@@ -28,6 +28,12 @@ CANDIDATES: dict[str, dict] = {
     "idec-10": {"dec.reconstruction_weight": 10.0},
     "shift-2": {"dec.augment_shift": 2},
     "shift-2-idec-10": {"dec.augment_shift": 2, "dec.reconstruction_weight": 10.0},
+    "lr-0.03": {"dec.learning_rate": 0.03},
+    "lr-0.03-shift-2": {"dec.learning_rate": 0.03, "dec.augment_shift": 2},
+    "lr-0.03-shift-2-warmup-700": {"dec.learning_rate": 0.03, "dec.augment_shift": 2,
+                                   "dec.warmup_iterations": 700},
+    "warmup-2800-shift-2": {"dec.warmup_iterations": 2800, "dec.maxiter": 4200,
+                            "dec.augment_shift": 2},
 }
 """Variant name to the settings it changes from the preset (IDEC's gamma of 0.1 on the
 clustering loss is a reconstruction weight of 10 here, where KL(p || q) has weight 1)."""

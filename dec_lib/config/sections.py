@@ -166,8 +166,8 @@ class DECConfig:
         0, """Random shifts of up to this many pixels of each training batch (2-D images; 0:
         none); targets come from the unshifted images (DEC-DA).""", Interval(0, 64))
     reconstruction_weight: float = setting(
-        0.0, """Weight of the autoencoder's reconstruction loss kept beside KL(p || q), which
-        keeps the embedding's local structure (IDEC; 0: DEC's loss alone).""",
+        0.0, """Weight of the autoencoder's reconstruction loss kept beside the clustering
+        loss, which keeps the embedding's local structure (IDEC; 0: DEC's loss alone).""",
         Interval(0, 1_000))
     precision: str = setting(
         "float32", "As `pretrain.precision`; the clustering layer always computes in float32.",
