@@ -78,7 +78,7 @@ def run_variant(paths: dict[str, Path], preset: str, seed: int, overrides: dict)
                                                                               dataset.x)))
     after_warmup = next((u["acc"] for u in trained.updates
                          if u["iteration"] >= config.dec.warmup_iterations), None)
-    return {"acc": report.acc, "nmi": report.nmi, "ari": report.ari,
+    return {"n_samples": len(dataset.x), "acc": report.acc, "nmi": report.nmi, "ari": report.ari,
             "init_acc": cluster_accuracy(dataset.y, initial_labels),
             "warmup_acc": after_warmup, "iterations": trained.result.iterations,
             "converged": trained.result.converged, "dec_seconds": round(seconds, 1),
@@ -122,7 +122,7 @@ def main() -> None:
         paths = artifacts(work)
         seed = seed_of(work)
         for name in args.variants:
-            record = {"preset": args.preset, "seed": seed, "variant": name,
+            record = {"preset": args.preset, "seed": seed, "variant": name, "work": str(work),
                       "overrides": CANDIDATES[name],
                       **run_variant(paths, args.preset, seed, CANDIDATES[name]),
                       "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} CPUs",
