@@ -39,9 +39,10 @@ def test_summary_reports_quality_model_and_phase_times(pipeline_run):
         assert key in summary, key
     assert summary["n_samples"] == 600
     # CLUSTERED on 600 digits: ACC 0.577, 0.607 and 0.627 for seeds 0-2 (the pipeline, with
-    # the quick preset's shifted self-training at learning rate 0.03; 2026-11-30). Clusters drawn at random score about 0.16, and
-    # the same run with 3 pretraining epochs 0.25-0.29: 0.5 fails a pipeline that does not
-    # cluster, with a margin below the lowest seed for other machines' rounding.
+    # the quick preset's shifted self-training at learning rate 0.03; 2026-11-30). Clusters
+    # drawn at random score about 0.16, and the same run with 3 pretraining epochs 0.25-0.29:
+    # 0.5 fails a pipeline that does not cluster, with a margin below the lowest seed for
+    # other machines' rounding.
     assert 0.0 <= summary["nmi"] <= 1.0 and 0.5 <= summary["acc"] <= 1.0
     assert summary["model_name"] == "dec-mnist" and summary["alias"] == "champion"
     assert set(summary["phase_seconds"]) == {"ingest", "pretrain", "init_clusters", "dec_train",
