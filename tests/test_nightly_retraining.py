@@ -123,7 +123,10 @@ def test_four_nights_of_retraining_on_data_in_s3(store, mnist_subset):
     assert run2.data.metrics["dec_train.iterations"] == 0
     assert run2.data.params["pretrain.warm_start_from"] == f"{MODEL}/1"
     assert run2.data.tags["gate.decision"] == "skipped"
-    assert second["wall_seconds"] < 60, second["phase_seconds"]
+    # Nothing trains: each training step only hands the champion on. (Not the night's wall time:
+    # six process starts take a minute on a busy 2-core machine, and that says nothing.)
+    training = {k: second["phase_seconds"][k] for k in ("pretrain", "init_clusters", "dec_train")}
+    assert max(training.values()) < 5, training
 
     # Night 3: v2 adds 400 images: new data. Warm start, a new version through the gate.
     _publish(s3, v2)
