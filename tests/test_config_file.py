@@ -238,7 +238,8 @@ def test_a_yaml_alias_bomb_is_refused_quickly_in_one_short_line(tmp_path, levels
     started = time.perf_counter()
     with pytest.raises(DataError, match="alias") as error:
         load_config_file(path)
-    assert time.perf_counter() - started < 1
+    # Expanded, nine levels of ten would be 10^9 nodes: minutes. 5 s leaves room for a busy CI.
+    assert time.perf_counter() - started < 5
     assert len(str(error.value)) < 300 and "\n" not in str(error.value)
 
 
