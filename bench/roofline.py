@@ -87,8 +87,9 @@ def pretrain_epoch(x, precision: str, optimizer: str) -> dict:
             "gflops": round(flops / epoch_s / 1e9, 1), "weights": weights}
 
 
-def dec_interval(x, precision: str, maxiter: int) -> float:
-    """Seconds ``train_dec`` takes for ``maxiter`` iterations (tol 0, no warm-up)."""
+def dec_interval(x, precision: str, maxiter: int) -> tuple[float, int]:
+    """Seconds ``train_dec`` takes for ``maxiter`` iterations (tol 0, no warm-up), and the
+    encoder's matrix weights."""
     from dec_lib.config import preset
     from dec_lib.model.autoencoder import build_autoencoder, encoder_of
     from dec_lib.model.dec_model import build_dec_model
@@ -101,19 +102,18 @@ def dec_interval(x, precision: str, maxiter: int) -> float:
     seed_everything(0)
     encoder = encoder_of(build_autoencoder(x.shape[1], preset("default").autoencoder))
     centres = np.random.default_rng(0).normal(size=(config.n_clusters, 10)).astype(np.float32)
-    return train_dec(build_dec_model(encoder, centres, config.alpha), x, config).seconds
+    weights = sum(int(np.prod(w.shape)) for w in encoder.trainable_weights if len(w.shape) == 2)
+    return train_dec(build_dec_model(encoder, centres, config.alpha), x, config).seconds, weights
 
 
 def dec_rate(x, precision: str) -> dict:
     """DEC's achieved GFLOP/s: 1,260 iterations and 9 target updates, from the difference of a
     1,400- and a 140-iteration run, so that compiling and the first pass cancel out."""
     from dec_lib.config import preset
-    from dec_lib.model.autoencoder import build_autoencoder, encoder_of
 
     interval = preset("default").dec.update_interval
-    short, long = dec_interval(x, precision, interval), dec_interval(x, precision, 10 * interval)
-    encoder = encoder_of(build_autoencoder(x.shape[1], preset("default").autoencoder))
-    weights = sum(int(np.prod(w.shape)) for w in encoder.trainable_weights if len(w.shape) == 2)
+    short, _ = dec_interval(x, precision, interval)
+    long, weights = dec_interval(x, precision, 10 * interval)
     batch = preset("default").dec.batch_size
     # A step: forward and two backward products on a batch; an update: a forward pass over x.
     flops = 9 * interval * 6.0 * weights * batch + 9 * 2.0 * weights * len(x)
