@@ -15,6 +15,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import (
+    BAD_REQUEST,
     INTERNAL_ERROR,
     RESOURCE_DOES_NOT_EXIST,
     TEMPORARILY_UNAVAILABLE,
@@ -182,6 +183,25 @@ def test_a_permanent_failure_is_not_retried(no_sleep):
                                               error_code=RESOURCE_DOES_NOT_EXIST)])
     with pytest.raises(TrackingError, match="MLflow: read a run failed: no such run"):
         tracking.with_retries(action, "read a run")
+    assert len(calls) == 1 and no_sleep == []
+
+
+_CONFLICT = MlflowException(
+    "(sqlite3.IntegrityError) UNIQUE constraint failed: registered_model_aliases.workspace, "
+    "registered_model_aliases.name, registered_model_aliases.alias", error_code=BAD_REQUEST)
+"""What MLflow's SQL store raised in CI when two processes set ``champion`` at one moment."""
+
+
+def test_a_uniqueness_conflict_on_an_upsert_is_retried(no_sleep):
+    action, calls = _failing([_CONFLICT])
+    assert tracking.with_retries(action, "set alias 'champion'", upsert=True) == "done"
+    assert len(calls) == 2 and no_sleep == [1.0]
+
+
+def test_a_uniqueness_conflict_elsewhere_is_permanent(no_sleep):
+    action, calls = _failing([_CONFLICT])
+    with pytest.raises(TrackingError, match=r"MLflow: create a run failed: .*UNIQUE constraint"):
+        tracking.with_retries(action, "create a run")
     assert len(calls) == 1 and no_sleep == []
 
 

@@ -153,7 +153,7 @@ def record_drift(drift: Drift, model_name: str, version: str) -> None:
     client = mlflow.MlflowClient()
     for key, value in tags.items():
         tracking.with_retries(lambda k=key, v=value: client.set_model_version_tag(
-            model_name, version, k, v), f"tag {model_name} version {version}")
+            model_name, version, k, v), f"tag {model_name} version {version}", upsert=True)
     log.info("register: drift from the champion's training data: %s", drift.describe())
 
 

@@ -204,7 +204,7 @@ def log_and_register(
 
     alias = CHAMPION if gate(champion_version(model_name)) else CHALLENGER
     with_retries(lambda: client.set_registered_model_alias(model_name, alias, version.version),
-                 f"set alias {alias!r}")
+                 f"set alias {alias!r}", upsert=True)
     log.info("registered %s version %s as %s", model_name, version.version, alias)
     return Registration(model_name=model_name, version=str(version.version), alias=alias,
                         model_uri=f"models:/{model_name}@{alias}", run_id=run_id)

@@ -118,13 +118,17 @@ def bound_http_retries() -> None:
 
 
 def with_retries(action: Callable[[], T], what: str, attempts: int = 4,
-                 first_delay: float = 1.0) -> T:
+                 first_delay: float = 1.0, *, upsert: bool = False) -> T:
     """Run ``action``, retrying transient tracking-server failures with exponential backoff.
 
     Transient: a connection or timeout error, a server error (``INTERNAL_ERROR``,
     ``TEMPORARILY_UNAVAILABLE``, ``REQUEST_LIMIT_EXCEEDED``), MLflow's own retries exhausted, a
     locked SQLite database. Anything else MLflow raises (a run that does not exist, a refused
     value) fails at once; other exceptions pass through untouched.
+
+    An upsert (setting an alias or a tag) is read-then-write in MLflow's SQL store, so two
+    writers at once can both try to insert the row and one loses on a uniqueness constraint.
+    With ``upsert=True`` that conflict is transient too: the retry finds the row and updates it.
 
     Parameters
     ----------
@@ -136,6 +140,8 @@ def with_retries(action: Callable[[], T], what: str, attempts: int = 4,
         Tries in all.
     first_delay : float, default 1.0
         Seconds before the second try; doubled before each further one.
+    upsert : bool, default False
+        The action is an idempotent upsert: retry a uniqueness conflict as well.
 
     Returns
     -------
@@ -156,7 +162,8 @@ def with_retries(action: Callable[[], T], what: str, attempts: int = 4,
         try:
             return action()
         except (MlflowException, RequestException, ConnectionError, TimeoutError) as error:
-            if not _is_transient(error) or attempt == attempts:
+            if not (_is_transient(error) or (upsert and _is_conflict(error))) \
+                    or attempt == attempts:
                 raise TrackingError(f"MLflow: {what} failed: {redact(str(error))}") from error
             log.warning("MLflow: %s failed (attempt %d of %d), retrying in %.0fs: %s",
                         what, attempt, attempts, delay, redact(str(error)))
@@ -173,6 +180,14 @@ def _is_transient(error: Exception) -> bool:
         return code in ("INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED") \
             or "Max retries" in str(error) or "database is locked" in str(error)
     return True
+
+
+_CONFLICTS = ("UNIQUE constraint failed", "duplicate key value", "Duplicate entry")
+"""A uniqueness conflict as SQLite, PostgreSQL and MySQL word it, in MLflow's wrapped error."""
+
+
+def _is_conflict(error: Exception) -> bool:
+    return any(words in str(error) for words in _CONFLICTS)
 
 
 def configure(uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT) -> str:
