@@ -6,10 +6,12 @@ large square products, and the autoencoder's own layer shapes at its batch size,
 d-500-500-2000-10 autoencoder (the second of two: the first compiles) is timed through
 ``pretrain_autoencoder`` with the recipe's optimizer (SGD, ``seed`` preset) and ours (Adam,
 ``default``), in each precision, and its useful work (6 flops per weight per image: forward,
-and the two backward products) is stated as GFLOP/s and as a fraction of that peak. All in one
-process, one after the other.
+and the two backward products) is stated as GFLOP/s and as a fraction of that peak. DEC's
+self-training is measured the same way, ours and the recipe's (``predict`` + ``train_on_batch``).
+All in one process, one after the other.
 
     .venv/bin/python bench/roofline.py --images 70000
+    .venv/bin/python bench/roofline.py --images 70000 --dec-only
 
 Writes ``bench/results/roofline.json`` and prints a Markdown table.
 """
@@ -87,9 +89,10 @@ def pretrain_epoch(x, precision: str, optimizer: str) -> dict:
             "gflops": round(flops / epoch_s / 1e9, 1), "weights": weights}
 
 
-def dec_interval(x, precision: str, maxiter: int) -> tuple[float, int]:
-    """Seconds ``train_dec`` takes for ``maxiter`` iterations (tol 0, no warm-up), and the
-    encoder's matrix weights."""
+def dec_interval(x, precision: str, maxiter: int, loop: str = "ours") -> tuple[float, int]:
+    """Seconds ``maxiter`` DEC iterations take (tol 0, no warm-up, no shifts), and the encoder's
+    matrix weights. ``loop``: ``ours`` (``train_dec``) or ``recipe`` (``predict`` and
+    ``train_on_batch``, as ``bench/speed.py`` times it; float32 only)."""
     from dec_lib.config import preset
     from dec_lib.model.autoencoder import build_autoencoder, encoder_of
     from dec_lib.model.dec_model import build_dec_model
@@ -98,27 +101,34 @@ def dec_interval(x, precision: str, maxiter: int) -> tuple[float, int]:
 
     config = preset("default").dec
     config.maxiter, config.tol, config.warmup_iterations = maxiter, 0.0, 0
-    config.precision = precision
+    config.precision, config.augment_shift = precision, 0
     seed_everything(0)
     encoder = encoder_of(build_autoencoder(x.shape[1], preset("default").autoencoder))
     centres = np.random.default_rng(0).normal(size=(config.n_clusters, 10)).astype(np.float32)
     weights = sum(int(np.prod(w.shape)) for w in encoder.trainable_weights if len(w.shape) == 2)
-    return train_dec(build_dec_model(encoder, centres, config.alpha), x, config).seconds, weights
+    model = build_dec_model(encoder, centres, config.alpha)
+    if loop == "ours":
+        return train_dec(model, x, config).seconds, weights
+    from speed import reference_dec
+
+    started = time.perf_counter()
+    reference_dec(model, x, maxiter, config.update_interval, config.batch_size)
+    return time.perf_counter() - started, weights
 
 
-def dec_rate(x, precision: str) -> dict:
+def dec_rate(x, precision: str, loop: str = "ours") -> dict:
     """DEC's achieved GFLOP/s: 1,260 iterations and 9 target updates, from the difference of a
     1,400- and a 140-iteration run, so that compiling and the first pass cancel out."""
     from dec_lib.config import preset
 
     interval = preset("default").dec.update_interval
-    short, _ = dec_interval(x, precision, interval)
-    long, weights = dec_interval(x, precision, 10 * interval)
+    short, _ = dec_interval(x, precision, interval, loop)
+    long, weights = dec_interval(x, precision, 10 * interval, loop)
     batch = preset("default").dec.batch_size
     # A step: forward and two backward products on a batch; an update: a forward pass over x.
     flops = 9 * interval * 6.0 * weights * batch + 9 * 2.0 * weights * len(x)
     seconds = long - short
-    return {"precision": precision, "seconds": round(seconds, 2),
+    return {"loop": loop, "precision": precision, "seconds": round(seconds, 2),
             "gflops": round(flops / seconds / 1e9, 1), "encoder_weights": weights}
 
 
@@ -126,6 +136,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=70000)
     parser.add_argument("--square", type=int, default=4096)
+    parser.add_argument("--dec-only", action="store_true",
+                        help="the peaks and the DEC rows (ours and the recipe's), no pretraining")
     args = parser.parse_args()
 
     from dec_lib.data.datasets import load_dataset
@@ -138,8 +150,9 @@ def main() -> None:
     shaped = {dtype: round(stack_gflops(dims, 256, dtype), 1) for dtype in ("float32", "bfloat16")}
     print("peak", peak, "autoencoder shapes", shaped, flush=True)
     x = load_dataset("mnist", n_samples=args.images, seed=0).x
-    epochs = [pretrain_epoch(x, p, o) for o in ("sgd", "adam") for p in ("float32", "bfloat16")]
-    dec = [dec_rate(x, p) for p in ("float32", "bfloat16")]
+    epochs = [] if args.dec_only else [
+        pretrain_epoch(x, p, o) for o in ("sgd", "adam") for p in ("float32", "bfloat16")]
+    dec = [dec_rate(x, "float32", "recipe")] + [dec_rate(x, p) for p in ("float32", "bfloat16")]
     record = {"date": time.strftime("%Y-%m-%d"),
               "machine": platform.processor() or platform.machine(),
               "square": args.square, "peak_gflops": peak, "layer_shape_gflops": shaped,
@@ -147,9 +160,10 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     with open(RESULTS / "roofline.json", "a") as f:
         f.write(json.dumps(record) + "\n")
-    print("| optimizer | precision | peak GFLOP/s (square) | at the autoencoder's shapes "
-          "| pretraining epoch s | pretraining GFLOP/s | of peak | of shape peak |\n"
-          "|---|---|---:|---:|---:|---:|---:|---:|")
+    if epochs:
+        print("| optimizer | precision | peak GFLOP/s (square) | at the autoencoder's shapes "
+              "| pretraining epoch s | pretraining GFLOP/s | of peak | of shape peak |\n"
+              "|---|---|---:|---:|---:|---:|---:|---:|")
     for e in epochs:
         dtype = e["precision"]
         print(f"| {e['optimizer']} | {dtype} | {peak[dtype]} | {shaped[dtype]} | {e['epoch_s']} "
@@ -159,7 +173,7 @@ def main() -> None:
           "|---|---|---:|---:|---:|")
     for d in dec:
         dtype = d["precision"]
-        print(f"| ours | {dtype} | {d['seconds']} | {d['gflops']} | "
+        print(f"| {d['loop']} | {dtype} | {d['seconds']} | {d['gflops']} | "
               f"{d['gflops'] / peak[dtype]:.0%} |")
 
 
