@@ -6,6 +6,8 @@ embedding. Labels only score the result; they choose nothing.
 
     .venv/bin/python bench/init_speed.py --subsamples 10000 20000 \
         --autoencoder WORK/kfp-outputs/.../pretrain/model/autoencoder.keras
+    .venv/bin/python bench/init_speed.py --subsamples --umap-epochs 50 100 --neighbors 10 \
+        --autoencoder ...
 
 Writes ``bench/results/init_speed.json`` and prints a Markdown table.
 """
@@ -23,7 +25,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def manifold_labels(embedding, n_clusters, seed, subsample, mixture_on_all=False, neighbors=20,
-                    n_init=4):
+                    n_init=4, epochs=None):
     import umap
     from sklearn.mixture import GaussianMixture
 
@@ -34,7 +36,7 @@ def manifold_labels(embedding, n_clusters, seed, subsample, mixture_on_all=False
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*n_jobs value.*")
         reducer = umap.UMAP(n_components=n_clusters, n_neighbors=neighbors, min_dist=0.0,
-                            random_state=seed, init="spectral")
+                            random_state=seed, init="spectral", n_epochs=epochs)
         mapped_fit = reducer.fit_transform(embedding[fit_rows])
         umap_fit = time.perf_counter() - started
         mapped = (reducer.transform(embedding) if not isinstance(fit_rows, slice)
@@ -50,8 +52,13 @@ def manifold_labels(embedding, n_clusters, seed, subsample, mixture_on_all=False
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--autoencoder", required=True)
-    parser.add_argument("--subsamples", type=int, nargs="+", default=[10000, 20000])
+    parser.add_argument("--subsamples", type=int, nargs="*", default=[10000, 20000])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--umap-epochs", type=int, nargs="*", default=[],
+                        help="also UMAP on all points with this many layout epochs (its default "
+                             "is 200 above 10,000 points)")
+    parser.add_argument("--neighbors", type=int, nargs="*", default=[],
+                        help="also UMAP on all points with this many neighbours (default 20)")
     parser.add_argument("--mixture-on-all", action="store_true",
                         help="also fit the mixture on all mapped points, not only the subsample's")
     args = parser.parse_args()
@@ -69,9 +76,14 @@ def main() -> None:
     manifold_labels(embedding[:3000], 10, args.seed, 1500)
     rows = []
     variants = (False, True) if args.mixture_on_all else (False,)
-    for subsample, on_all in [(0, True), *[(s, a) for s in args.subsamples for a in variants]]:
-        labels, times = manifold_labels(embedding, 10, args.seed, subsample, on_all)
-        rows.append({"subsample": subsample or len(embedding), "mixture_on_all": on_all, **times,
+    runs = [(0, True, None, 20), *[(s, a, None, 20) for s in args.subsamples for a in variants],
+            *[(0, True, e, 20) for e in args.umap_epochs],
+            *[(0, True, None, k) for k in args.neighbors]]
+    for subsample, on_all, epochs, neighbors in runs:
+        labels, times = manifold_labels(embedding, 10, args.seed, subsample, on_all,
+                                        neighbors=neighbors, epochs=epochs)
+        rows.append({"subsample": subsample or len(embedding), "mixture_on_all": on_all,
+                     "umap_epochs": epochs or "default", "neighbors": neighbors, **times,
                      "acc": round(cluster_accuracy(data.y, labels), 4),
                      "nmi": round(float(normalized_mutual_info_score(data.y, labels)), 4)})
         print(rows[-1], flush=True)
@@ -81,10 +93,11 @@ def main() -> None:
               "autoencoder": args.autoencoder, "seed": args.seed, "rows": rows}
     with open(RESULTS / "init_speed.json", "a") as f:
         f.write(json.dumps(record) + "\n")
-    print("| UMAP fitted on | mixture fitted on | UMAP s (of which fit) | total s | initial ACC "
-          "| NMI |\n|---:|---|---:|---:|---:|---:|")
+    print("| UMAP fitted on | mixture fitted on | layout epochs | neighbours | UMAP s (of which "
+          "fit) | total s | initial ACC | NMI |\n|---:|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['subsample']:,} | {'all' if r['mixture_on_all'] else 'the subsample'} | "
+              f"{r['umap_epochs']} | {r['neighbors']} | "
               f"{r['umap_s']} ({r['umap_fit_s']}) | {r['total_s']} | "
               f"{r['acc']:.4f} | {r['nmi']:.4f} |")
 
