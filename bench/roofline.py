@@ -69,7 +69,7 @@ def stack_gflops(dims: list[int], batch: int, dtype: str) -> float:
     return flops / seconds / 1e9
 
 
-def pretrain_epoch(x, precision: str, optimizer: str) -> dict:
+def pretrain_epoch(x, precision: str, optimizer: str, batch_size: int = 256) -> dict:
     from dec_lib.config import preset
     from dec_lib.model.autoencoder import build_autoencoder, pretrain_autoencoder
     from dec_lib.runtime.seeding import seed_everything
@@ -77,6 +77,7 @@ def pretrain_epoch(x, precision: str, optimizer: str) -> dict:
     config = preset("default" if optimizer == "adam" else "seed")
     config.pretrain.epochs, config.pretrain.min_steps = 2, 0
     config.pretrain.checkpoint_every, config.pretrain.precision = 0, precision
+    config.pretrain.batch_size = batch_size
     seed_everything(0)
     model = build_autoencoder(x.shape[1], config.autoencoder)
     seconds = []
@@ -85,7 +86,8 @@ def pretrain_epoch(x, precision: str, optimizer: str) -> dict:
     weights = sum(int(np.prod(w.shape)) for w in model.trainable_weights if len(w.shape) == 2)
     flops = 6.0 * weights * len(x)
     epoch_s = seconds[-1]  # the second epoch: the first includes tracing and compiling
-    return {"precision": precision, "optimizer": optimizer, "epoch_s": round(epoch_s, 2),
+    return {"precision": precision, "optimizer": optimizer, "batch_size": batch_size,
+            "epoch_s": round(epoch_s, 2),
             "gflops": round(flops / epoch_s / 1e9, 1), "weights": weights}
 
 
@@ -138,6 +140,9 @@ def main() -> None:
     parser.add_argument("--square", type=int, default=4096)
     parser.add_argument("--dec-only", action="store_true",
                         help="the peaks and the DEC rows (ours and the recipe's), no pretraining")
+    parser.add_argument("--batches", type=int, nargs="*", default=[],
+                        help="also an Adam pretraining epoch at these batch sizes, in each "
+                             "precision")
     args = parser.parse_args()
 
     from dec_lib.data.datasets import load_dataset
@@ -152,6 +157,8 @@ def main() -> None:
     x = load_dataset("mnist", n_samples=args.images, seed=0).x
     epochs = [] if args.dec_only else [
         pretrain_epoch(x, p, o) for o in ("sgd", "adam") for p in ("float32", "bfloat16")]
+    epochs += [pretrain_epoch(x, p, "adam", b) for b in args.batches
+               for p in ("float32", "bfloat16")]
     dec = [dec_rate(x, "float32", "recipe")] + [dec_rate(x, p) for p in ("float32", "bfloat16")]
     record = {"date": time.strftime("%Y-%m-%d"),
               "machine": platform.processor() or platform.machine(),
@@ -161,12 +168,13 @@ def main() -> None:
     with open(RESULTS / "roofline.json", "a") as f:
         f.write(json.dumps(record) + "\n")
     if epochs:
-        print("| optimizer | precision | peak GFLOP/s (square) | at the autoencoder's shapes "
-              "| pretraining epoch s | pretraining GFLOP/s | of peak | of shape peak |\n"
-              "|---|---|---:|---:|---:|---:|---:|---:|")
+        print("| optimizer | batch | precision | peak GFLOP/s (square) | at the autoencoder's "
+              "shapes (batch 256) | pretraining epoch s | pretraining GFLOP/s | of peak "
+              "| of shape peak |\n|---|---:|---|---:|---:|---:|---:|---:|---:|")
     for e in epochs:
         dtype = e["precision"]
-        print(f"| {e['optimizer']} | {dtype} | {peak[dtype]} | {shaped[dtype]} | {e['epoch_s']} "
+        print(f"| {e['optimizer']} | {e['batch_size']} | {dtype} | {peak[dtype]} | "
+              f"{shaped[dtype]} | {e['epoch_s']} "
               f"| {e['gflops']} | "
               f"{e['gflops'] / peak[dtype]:.0%} | {e['gflops'] / shaped[dtype]:.0%} |")
     print("\n| DEC | precision | s for 1,260 iterations + 9 updates | GFLOP/s | of peak |\n"
