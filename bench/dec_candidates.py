@@ -40,6 +40,8 @@ CANDIDATES: dict[str, dict] = {
                             "dec.augment_shift": 2},
     "lr-0.03-shift-2-umap-20k": {**_RECIPE, "dec.learning_rate": 0.03, "dec.augment_shift": 2,
                                  "init.umap_fit_samples": 20_000},
+    "lr-0.03-shift-2-umap-epochs-50": {**_RECIPE, "dec.learning_rate": 0.03,
+                                       "dec.augment_shift": 2, "init.umap_epochs": 50},
 }
 """Variant name to its self-training settings over the preset's (IDEC's gamma of 0.1 on the
 clustering loss is a reconstruction weight of 10 here, where KL(p || q) has weight 1). A variant

@@ -106,6 +106,25 @@ def test_umap_fitted_on_a_subset_maps_and_assigns_every_point():
     np.testing.assert_array_equal(subset.labels, init_centres(x, 2, config, seed=0).labels)
 
 
+def test_a_short_umap_layout_still_separates_the_manifold_and_reaches_umap(monkeypatch):
+    import umap
+
+    asked = []
+
+    class Recording(umap.UMAP):
+        def __init__(self, **kwargs):
+            asked.append(kwargs.get("n_epochs"))
+            super().__init__(**kwargs)
+
+    monkeypatch.setattr(umap, "UMAP", Recording)
+    x, y = _rings()
+    short = init_centres(x, 2, InitConfig(method="umap", n_init=2, umap_neighbors=10,
+                                          umap_epochs=50), seed=0)
+    assert cluster_accuracy(y, short.labels) == 1.0
+    init_centres(x, 2, InitConfig(method="umap", n_init=2, umap_neighbors=10), seed=0)
+    assert asked == [50, None]  # 0 leaves the count to UMAP
+
+
 def test_a_fit_subset_as_large_as_the_data_is_the_whole_data():
     x, _, _ = _blobs(2)
     whole = init_centres(x, 4, InitConfig(method="umap", n_init=1, umap_neighbors=10), seed=3)

@@ -116,7 +116,7 @@ def _manifold_labels(embedding: np.ndarray, n_clusters: int, config: InitConfig,
         warnings.filterwarnings("ignore", message=".*n_jobs value.*")
         reducer = umap.UMAP(n_components=config.umap_components or n_clusters,
                             n_neighbors=n_neighbors, min_dist=0.0, metric="euclidean",
-                            random_state=seed,
+                            random_state=seed, n_epochs=config.umap_epochs or None,
                             init="spectral" if len(fitted_on) > n_clusters + 1 else "random")
         mapped_fit = reducer.fit_transform(fitted_on)
         mapped = mapped_fit if isinstance(fit_rows, slice) else reducer.transform(embedding)
