@@ -42,6 +42,9 @@ CANDIDATES: dict[str, dict] = {
                                  "init.umap_fit_samples": 20_000},
     "lr-0.03-shift-2-umap-epochs-50": {**_RECIPE, "dec.learning_rate": 0.03,
                                        "dec.augment_shift": 2, "init.umap_epochs": 50},
+    "lr-0.03-shift-2-umap-epochs-50-gmm-16": {**_RECIPE, "dec.learning_rate": 0.03,
+                                              "dec.augment_shift": 2, "init.umap_epochs": 50,
+                                              "init.n_init": 16},
 }
 """Variant name to its self-training settings over the preset's (IDEC's gamma of 0.1 on the
 clustering loss is a reconstruction weight of 10 here, where KL(p || q) has weight 1). A variant
