@@ -42,6 +42,7 @@ CANDIDATES: dict[str, dict] = {
                                  "init.umap_fit_samples": 20_000},
     "lr-0.03-shift-2-umap-epochs-50": {**_RECIPE, "dec.learning_rate": 0.03,
                                        "dec.augment_shift": 2, "init.umap_epochs": 50},
+    "lr-0.03-shift-1": {**_RECIPE, "dec.learning_rate": 0.03, "dec.augment_shift": 1},
     "lr-0.03-umap-epochs-50": {**_RECIPE, "dec.learning_rate": 0.03, "init.umap_epochs": 50},
     "lr-0.03-shift-1-umap-epochs-50": {**_RECIPE, "dec.learning_rate": 0.03,
                                        "dec.augment_shift": 1, "init.umap_epochs": 50},

@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 
 from dec_lib.config import AutoencoderConfig, DECConfig, InitConfig, PretrainConfig
-from dec_lib.model.autoencoder import build_autoencoder, embed, encoder_of, pretrain_autoencoder
+from dec_lib.model.autoencoder import (
+    build_autoencoder,
+    embed,
+    encoder_of,
+    pretrain_autoencoder,
+    usable_shift,
+)
 from dec_lib.model.dec_model import CLUSTERING_LAYER, build_dec_model, soft_assignments
 from dec_lib.model.initialisation import init_centres
 from dec_lib.model.self_training import train_dec
@@ -165,6 +171,27 @@ def test_shifts_without_a_2d_image_shape_warn_and_train_unshifted(pretrained, x4
     train_dec(plain, x400, _dec_config(maxiter=10, tol=0.0))
     assert "dec.augment_shift needs 2-D images" in caplog.text
     assert np.array_equal(_centres(shifted), _centres(plain))
+
+
+def test_a_shift_larger_than_an_eighth_of_small_images_is_capped(pretrained, x400, caplog):
+    # The same 784 pixels read as 8 x 98 images: at most 1 pixel, whatever is asked.
+    caplog.set_level("INFO")
+    runs = []
+    for shift in (2, 1, 0):
+        _, model = _fresh(pretrained)
+        train_dec(model, x400, _dec_config(maxiter=20, update_interval=10, tol=0.0,
+                                           augment_shift=shift), image_shape=(8, 98), seed=0)
+        runs.append(_centres(model))
+    assert np.array_equal(runs[0], runs[1])
+    assert not np.allclose(runs[1], runs[2])  # 1 pixel is still a shift
+    assert "dec.augment_shift=2 is more than 1/8 of 8x98 images" in caplog.text
+
+
+@pytest.mark.parametrize(("requested", "shape", "usable"), [
+    (2, (28, 28), 2), (3, (28, 28), 3), (4, (28, 28), 3), (2, (8, 8), 1), (2, (16, 16), 2),
+    (1, (7, 7), 0), (0, (28, 28), 0), (2, None, 0), (2, (784,), 0)])
+def test_usable_shift(requested, shape, usable):
+    assert usable_shift(requested, shape, "pretrain.augment_shift") == usable
 
 
 def test_the_reconstruction_loss_keeps_the_autoencoder_reconstructing(pretrained, x400):

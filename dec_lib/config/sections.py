@@ -110,8 +110,8 @@ class PretrainConfig:
         0.0, """Least time between two checkpoints, in seconds: on a small data set a checkpoint
         costs as much as many short epochs (the `default` preset: 30).""", Interval(0, 86_400))
     augment_shift: int = setting(
-        0, "Random shifts of up to this many pixels during pretraining (2-D images; 0: none).",
-        Interval(0, 64))
+        0, """Random shifts of up to this many pixels during pretraining (2-D images; 0: none;
+        at most 1/8 of the images' smaller side).""", Interval(0, 64))
     precision: str = setting(
         "float32", """`float32`, `bfloat16` (mixed: float32 weights) or `auto`: bfloat16 where
         the hardware computes it natively (AVX-512 BF16 or AMX CPUs, Ampere or later GPUs);
@@ -168,7 +168,8 @@ class DECConfig:
         (see `init.method`).""", Interval(0, MAX_STEPS))
     augment_shift: int = setting(
         0, """Random shifts of up to this many pixels of each training batch (2-D images; 0:
-        none); targets come from the unshifted images (DEC-DA).""", Interval(0, 64))
+        none; at most 1/8 of the images' smaller side); targets come from the unshifted images
+        (DEC-DA).""", Interval(0, 64))
     reconstruction_weight: float = setting(
         0.0, """Weight of the autoencoder's reconstruction loss kept beside the clustering
         loss, which keeps the embedding's local structure (IDEC; 0: DEC's loss alone).""",

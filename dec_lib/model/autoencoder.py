@@ -266,6 +266,42 @@ EpochCallback = Callable[[int, int, float, float], None]
 """on_epoch(epoch, epochs, loss, seconds_per_epoch)"""
 
 
+SHIFT_SIDE_FRACTION = 8
+"""A random shift moves an image by at most 1/8 of its smaller side. That is 3 pixels of
+MNIST's 28, and 1 of the scikit-learn digits' 8. On 8 x 8 digits, 2-pixel shifts cost what
+1-pixel shifts gain (BENCHMARKS.md, "scikit-learn's digits")."""
+
+
+def usable_shift(requested: int, image_shape: tuple[int, ...] | None, setting: str) -> int:
+    """The largest shift to train with: ``requested``, within what the images allow.
+
+    Parameters
+    ----------
+    requested : int
+        The configured largest shift, in pixels.
+    image_shape : tuple of int or None
+        The shape of one image. Shifts need two dimensions.
+    setting : str
+        The setting's key, for the log (``dec.augment_shift``).
+
+    Returns
+    -------
+    int
+        0 without 2-D images (a warning), else ``requested`` capped at 1/8 of the smaller side
+        (an info line when capped).
+    """
+    if not requested:
+        return 0
+    if image_shape is None or len(image_shape) != 2:
+        log.warning("%s needs 2-D images; training without augmentation", setting)
+        return 0
+    cap = min(image_shape) // SHIFT_SIDE_FRACTION
+    if requested > cap:
+        log.info("%s=%d is more than 1/%d of %dx%d images; shifting by at most %d pixel(s)",
+                 setting, requested, SHIFT_SIDE_FRACTION, *image_shape, cap)
+    return min(requested, cap)
+
+
 def random_shift(batch: tf.Tensor, image_shape: tuple[int, int], max_shift: int,
                  seed: tf.Tensor) -> tf.Tensor:
     """Shift each flattened image by up to ``max_shift`` pixels each way, zero-filling the edge.
@@ -378,9 +414,7 @@ def pretrain_autoencoder(
                      checkpoint_dir, start_epoch + 1, epochs)
     result = PretrainResult(losses=losses, resumed_from_epoch=start_epoch)
     variables = compute.trainable_variables
-    shift = config.augment_shift if image_shape is not None and len(image_shape) == 2 else 0
-    if config.augment_shift and not shift:
-        log.warning("pretrain.augment_shift needs 2-D images; training without augmentation")
+    shift = usable_shift(config.augment_shift, image_shape, "pretrain.augment_shift")
 
     if strategy is None:
         @tf.function(jit_compile=use_xla(), reduce_retracing=True)

@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from dec_lib.config import DECConfig
-from dec_lib.model.autoencoder import random_shift
+from dec_lib.model.autoencoder import random_shift, usable_shift
 from dec_lib.model.clustering import target_distribution
 from dec_lib.model.dec_model import cluster_labels, soft_assignments
 from dec_lib.model.precision import use_xla, with_precision
@@ -111,9 +111,7 @@ def train_dec(
     warmup = config.warmup_iterations if initial_labels is not None else 0
     if initial_labels is not None and len(initial_labels) != len(x):
         raise ValueError(f"{len(initial_labels)} initial labels for {len(x)} images")
-    shift = config.augment_shift if image_shape is not None and len(image_shape) == 2 else 0
-    if config.augment_shift and not shift:
-        log.warning("dec.augment_shift needs 2-D images; self-training without augmentation")
+    shift = usable_shift(config.augment_shift, image_shape, "dec.augment_shift")
     weight = config.reconstruction_weight if autoencoder is not None else 0.0
     if config.reconstruction_weight and autoencoder is None:
         log.warning("dec.reconstruction_weight needs the pretrained autoencoder (a warm start "
