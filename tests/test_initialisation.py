@@ -8,7 +8,7 @@ import pytest
 from dec_lib.config import InitConfig
 from dec_lib.data.validation import check_n_clusters
 from dec_lib.errors import ConfigError
-from dec_lib.model.initialisation import init_centres
+from dec_lib.model.initialisation import init_centres, layout_epochs
 from dec_lib.model.metrics import cluster_accuracy
 
 # --- init_centres ----------------------------------------------------------------------------
@@ -122,7 +122,21 @@ def test_a_short_umap_layout_still_separates_the_manifold_and_reaches_umap(monke
                                           umap_epochs=50), seed=0)
     assert cluster_accuracy(y, short.labels) == 1.0
     init_centres(x, 2, InitConfig(method="umap", n_init=2, umap_neighbors=10), seed=0)
-    assert asked == [50, None]  # 0 leaves the count to UMAP
+    assert asked == [50, 500]  # 0 on 400 points: UMAP's own count for small data
+
+
+@pytest.mark.parametrize(("n_points", "epochs"), [
+    (70_000, 50),    # MNIST: a quarter of UMAP's 200, measured to give the same initial ACC
+    (25_748, 136),   # the imbalanced MNIST of bench/imbalanced.py
+    (17_500, 200),   # where the budget meets UMAP's own count for large data
+    (12_000, 200),   # never more than UMAP would run
+    (8_000, 438),
+    (1_797, 500),    # scikit-learn's digits: UMAP's own count, which 50 epochs fell short of
+    (2, 500),
+])
+def test_the_layout_runs_fewer_epochs_as_the_data_grow(n_points, epochs):
+    assert layout_epochs(n_points) == epochs
+    assert layout_epochs(n_points, requested=30) == 30  # a set count is used as given
 
 
 def test_a_fit_subset_as_large_as_the_data_is_the_whole_data():

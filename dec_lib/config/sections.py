@@ -138,9 +138,9 @@ class InitConfig:
         them through it; the Gaussian mixture is fitted on that subset's map (0: all of them).""",
         Interval(0, MAX_COUNT))
     umap_epochs: int = setting(
-        0, """Epochs of UMAP's layout optimisation (0: UMAP's own choice, 200 above 10,000
-        points). The layout is most of UMAP's time, and the mixture needs only its clusters,
-        which settle early.""", Interval(0, 10_000))
+        0, """Epochs of UMAP's layout optimisation (0: fewer as the data grow, 50 at 70,000
+        points and UMAP's own 500 up to 7,000). The layout is most of UMAP's time, and the
+        mixture needs only its clusters, which settle early.""", Interval(0, 10_000))
 
 
 @dataclass
