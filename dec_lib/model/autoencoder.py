@@ -26,6 +26,7 @@ import tensorflow as tf
 from dec_lib.config import AutoencoderConfig, PretrainConfig
 from dec_lib.model.clustering import ClusteringLayer
 from dec_lib.model.forward import predict_batched
+from dec_lib.model.optimizers import FusedAdam, FusedSGD
 from dec_lib.model.precision import use_xla, with_precision
 from dec_lib.runtime.files import replaced
 
@@ -104,12 +105,13 @@ def make_optimizer(name: str, learning_rate: float, momentum: float) -> keras.op
 
 
 OPTIMIZERS: dict[str, Callable[[float, float], keras.optimizers.Optimizer]] = {
-    "sgd": lambda learning_rate, momentum: keras.optimizers.SGD(learning_rate=learning_rate,
-                                                                momentum=momentum),
-    "adam": lambda learning_rate, _: keras.optimizers.Adam(learning_rate=learning_rate),
+    "sgd": lambda learning_rate, momentum: FusedSGD(learning_rate=learning_rate,
+                                                    momentum=momentum),
+    "adam": lambda learning_rate, _: FusedAdam(learning_rate=learning_rate),
 }
 """Optimizer builders by name; ``tests/test_autoencoder.py`` checks that the names are exactly
-those ``pretrain.optimizer`` allows (``dec_lib.config.OPTIMIZERS``)."""
+those ``pretrain.optimizer`` allows (``dec_lib.config.OPTIMIZERS``). Keras's arithmetic, one
+kernel per weight (``dec_lib.model.optimizers``)."""
 
 
 def embed(encoder: keras.Model, x: np.ndarray, batch_size: int = 8192) -> np.ndarray:

@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from dec_lib.config import DECConfig
-from dec_lib.model.autoencoder import random_shift, usable_shift
+from dec_lib.model.autoencoder import make_optimizer, random_shift, usable_shift
 from dec_lib.model.clustering import target_distribution
 from dec_lib.model.dec_model import cluster_labels, soft_assignments
 from dec_lib.model.precision import use_xla, with_precision
@@ -122,8 +122,7 @@ def train_dec(
     joint = with_precision(trained, config.precision)
     compute = keras.Model(joint.input, joint.outputs[0]) if weight else joint
     variables = joint.trainable_variables
-    optimizer = keras.optimizers.SGD(learning_rate=config.learning_rate,
-                                     momentum=config.momentum)
+    optimizer = make_optimizer("sgd", config.learning_rate, config.momentum)
 
     n, batch_size = len(x), config.batch_size
     data = tf.constant(x)
