@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import keras
@@ -16,6 +17,7 @@ from dec_lib.model.autoencoder import (
     embed,
     encoder_of,
     pretrain_autoencoder,
+    pretrain_learning_rate,
 )
 from dec_lib.runtime.seeding import seed_everything
 
@@ -162,6 +164,45 @@ def test_resuming_from_a_checkpoint_matches_an_uninterrupted_run(x500, straight_
     np.testing.assert_allclose(resumed.losses, straight.losses, atol=1e-5)
     for a, b in zip(weights, fresh.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_a_cosine_schedule_falls_from_the_learning_rate_to_zero_over_all_steps():
+    config = PretrainConfig(epochs=3, batch_size=100, learning_rate=0.01, schedule="cosine")
+    schedule = pretrain_learning_rate(config, 3, 450)  # 5 steps an epoch, 15 in all
+    rates = [float(schedule(step)) for step in (0, 7.5, 15, 20)]
+    assert rates == pytest.approx([0.01, 0.005, 0.0, 0.0], abs=1e-9)
+    assert pretrain_learning_rate(PretrainConfig(learning_rate=0.01), 3, 450) == 0.01
+
+
+def test_an_interrupted_cosine_run_resumes_on_the_same_curve(x500, tmp_path):
+    config = dataclasses.replace(_pretrain_config(4), schedule="cosine")
+
+    class Interrupted(Exception):
+        pass
+
+    def stop_after_two(epoch, epochs, loss, seconds):
+        if epoch == 3:  # the callback comes before epoch 3's checkpoint: 2 epochs are kept
+            raise Interrupted
+
+    seed_everything(0)
+    straight = build_autoencoder(784, TINY)
+    whole = pretrain_autoencoder(straight, x500, config, seed=0)
+    seed_everything(0)
+    with pytest.raises(Interrupted):
+        pretrain_autoencoder(build_autoencoder(784, TINY), x500, config, seed=0,
+                             checkpoint_dir=tmp_path, on_epoch=stop_after_two)
+    seed_everything(99)
+    resumed_model = build_autoencoder(784, TINY)
+    resumed = pretrain_autoencoder(resumed_model, x500, config, seed=0, checkpoint_dir=tmp_path)
+    assert resumed.resumed_from_epoch == 2
+    np.testing.assert_allclose(resumed.losses, whole.losses, atol=1e-5)
+    for a, b in zip(straight.get_weights(), resumed_model.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    # and the schedule mattered: a constant rate ends elsewhere
+    seed_everything(0)
+    constant = build_autoencoder(784, TINY)
+    pretrain_autoencoder(constant, x500, _pretrain_config(4, checkpoint_every=0), seed=0)
+    assert not np.allclose(constant.get_weights()[0], straight.get_weights()[0], atol=1e-5)
 
 
 def test_a_finished_checkpoint_is_not_trained_again(x500, tmp_path):

@@ -26,6 +26,7 @@ __all__ = [
     "OPTIMIZERS",
     "PRECISIONS",
     "PROMOTION_CRITERIA",
+    "SCHEDULES",
     "AutoencoderConfig",
     "DECConfig",
     "DataConfig",
@@ -42,6 +43,8 @@ __all__ = [
 
 OPTIMIZERS = ("sgd", "adam")
 """Pretraining optimizers: SGD with momentum (as published) or Adam."""
+SCHEDULES = ("constant", "cosine")
+"""Pretraining learning-rate schedules: constant (as published), or a cosine decay to 0."""
 INIT_METHODS = ("kmeans", "umap")
 """Cluster initialisations: K-Means on the embedding, or UMAP + Gaussian mixture (N2D)."""
 PRECISIONS = ("float32", "bfloat16", "auto")
@@ -103,6 +106,10 @@ class PretrainConfig:
     optimizer: str = setting(
         "sgd", "`sgd` (with momentum, as published) or `adam`.", OneOf(OPTIMIZERS))
     learning_rate: float = setting(1.0, "Pretraining learning rate.", _LEARNING_RATE)
+    schedule: str = setting(
+        "constant", """`constant`, or `cosine`: the learning rate falls from `learning_rate` to
+        0 along a half cosine over all pretraining steps, which settles the weights the last
+        epochs reach.""", OneOf(SCHEDULES))
     momentum: float = setting(0.9, "Momentum of `sgd` (`adam` ignores it).", _MOMENTUM)
     checkpoint_every: int = setting(
         5, "Epochs between resumable checkpoints (0: none).", Interval(0, MAX_EPOCHS))

@@ -85,15 +85,20 @@ def encoder_of(autoencoder: keras.Model) -> keras.Model:
                        name="encoder")
 
 
-def make_optimizer(name: str, learning_rate: float, momentum: float) -> keras.optimizers.Optimizer:
+LearningRate = float | keras.optimizers.schedules.LearningRateSchedule
+"""A fixed step size, or a schedule of it over the optimizer's steps."""
+
+
+def make_optimizer(name: str, learning_rate: LearningRate,
+                   momentum: float) -> keras.optimizers.Optimizer:
     """The pretraining optimizer ``pretrain.optimizer`` names.
 
     Parameters
     ----------
     name : str
         ``adam``, or ``sgd`` (with momentum, as published).
-    learning_rate : float
-        Step size.
+    learning_rate : float or keras.optimizers.schedules.LearningRateSchedule
+        Step size, or its schedule.
     momentum : float
         SGD's momentum; Adam ignores it.
 
@@ -104,7 +109,7 @@ def make_optimizer(name: str, learning_rate: float, momentum: float) -> keras.op
     return OPTIMIZERS[name](learning_rate, momentum)
 
 
-OPTIMIZERS: dict[str, Callable[[float, float], keras.optimizers.Optimizer]] = {
+OPTIMIZERS: dict[str, Callable[[LearningRate, float], keras.optimizers.Optimizer]] = {
     "sgd": lambda learning_rate, momentum: FusedSGD(learning_rate=learning_rate,
                                                     momentum=momentum),
     "adam": lambda learning_rate, _: FusedAdam(learning_rate=learning_rate),
@@ -190,6 +195,31 @@ def effective_epochs(config: PretrainConfig, n_samples: int) -> int:
         return config.epochs
     steps_per_epoch = -(-n_samples // config.batch_size)
     return max(config.epochs, -(-config.min_steps // steps_per_epoch))
+
+
+def pretrain_learning_rate(config: PretrainConfig, epochs: int, n_samples: int) -> LearningRate:
+    """``config.learning_rate``, or a schedule over all ``epochs`` that ``config.schedule`` names.
+
+    The schedule counts the optimizer's steps, which a checkpoint keeps, so a resumed run
+    continues the curve where it stopped.
+
+    Parameters
+    ----------
+    config : PretrainConfig
+        ``learning_rate``, ``schedule`` and ``batch_size``.
+    epochs : int
+        Epochs the whole pretraining runs (``effective_epochs``).
+    n_samples : int
+        Images per epoch.
+
+    Returns
+    -------
+    float or keras.optimizers.schedules.LearningRateSchedule
+    """
+    if config.schedule == "constant":
+        return config.learning_rate
+    steps = epochs * -(-n_samples // config.batch_size)
+    return keras.optimizers.schedules.CosineDecay(config.learning_rate, max(steps, 1))
 
 
 @dataclass
@@ -396,7 +426,9 @@ def pretrain_autoencoder(
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     with scope:
         # Optimizer state, and the model's variables, must be created under the strategy.
-        optimizer = make_optimizer(config.optimizer, config.learning_rate, config.momentum)
+        optimizer = make_optimizer(config.optimizer,
+                                   pretrain_learning_rate(config, epochs, len(x)),
+                                   config.momentum)
         # Trains a copy computing in the configured precision; its weights come back at the end.
         compute = (_replica_copy(autoencoder, config.precision, strategy) if strategy is not None
                    else with_precision(autoencoder, config.precision))
