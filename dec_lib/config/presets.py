@@ -48,12 +48,13 @@ _DEFAULT = {
 PRESETS: Mapping[str, Preset] = MappingProxyType({
     "seed": Preset("The published recipe, kept faithful so that it can be compared against."),
     "default": Preset(
-        """Full MNIST in about eight minutes on a 2-core CPU, above N2D. Adam pretraining
+        """Full MNIST in 4-6 minutes on a 2-core CPU, at N2D's accuracy. Adam pretraining
         converges in a fraction of the recipe's 300 SGD epochs; the manifold initialisation
         (UMAP + GMM on the embedding, as in N2D) and a warm-up towards it replace K-Means, which
         is what lifts accuracy. Self-training runs at a learning rate of 0.03, at which the
         warm-up reaches its initialisation (at the recipe's 0.01 it stops short of it), on
-        batches shifted by up to 2 pixels (DEC-DA). Measurements in BENCHMARKS.md.""",
+        batches shifted by up to 2 pixels (DEC-DA). UMAP's layout runs 50 epochs at 70,000
+        images (``init.umap_epochs=0``). Measurements in BENCHMARKS.md.""",
         _DEFAULT),
     "best": Preset(
         """The most accurate preset, at about 1.3 times the default's time. ``default`` plus

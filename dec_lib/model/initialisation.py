@@ -104,9 +104,10 @@ scikit-learn digits they lose 0.018, which is why the count grows as the data sh
 def layout_epochs(n_points: int, requested: int = 0) -> int:
     """Epochs of UMAP's layout optimisation for ``n_points`` points.
 
-    Each epoch samples every edge of the neighbour graph about once, so a large data set
-    settles in fewer epochs. ``requested`` of 0 spends ``LAYOUT_POINT_EPOCHS``: at least 50
-    epochs and never more than UMAP would choose itself (500 up to 10,000 points, then 200).
+    An epoch moves every point along its strongest edges, and a large data set has more
+    points in each cluster pulling it together, so its clusters settle in fewer epochs.
+    ``requested`` of 0 spends ``LAYOUT_POINT_EPOCHS``: at least 50 epochs and never more than
+    UMAP would choose itself (500 up to 10,000 points, then 200).
 
     Parameters
     ----------
