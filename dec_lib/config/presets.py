@@ -57,7 +57,7 @@ PRESETS: Mapping[str, Preset] = MappingProxyType({
         images (``init.umap_epochs=0``). Measurements in BENCHMARKS.md.""",
         _DEFAULT),
     "best": Preset(
-        """The most accurate preset, at about 1.3 times the default's time. ``default`` plus
+        """The most accurate preset, at about 1.5 times the default's time. ``default`` plus
         random shifts of up to 2 pixels while pretraining, and 60 epochs instead of 40: the
         autoencoder learns an embedding that does not hinge on exact pixel positions (as in
         DEC-DA, Guo et al. 2018), which the manifold initialisation then separates better.""",
