@@ -108,8 +108,8 @@ class PretrainConfig:
     learning_rate: float = setting(1.0, "Pretraining learning rate.", _LEARNING_RATE)
     schedule: str = setting(
         "constant", """`constant`, or `cosine`: the learning rate falls from `learning_rate` to
-        0 along a half cosine over all pretraining steps, which settles the weights the last
-        epochs reach.""", OneOf(SCHEDULES))
+        0 along a half cosine over all pretraining steps. On MNIST, cosine reached a lower
+        loss but a worse clustering (BENCHMARKS.md).""", OneOf(SCHEDULES))
     momentum: float = setting(0.9, "Momentum of `sgd` (`adam` ignores it).", _MOMENTUM)
     checkpoint_every: int = setting(
         5, "Epochs between resumable checkpoints (0: none).", Interval(0, MAX_EPOCHS))

@@ -193,8 +193,12 @@ def effective_epochs(config: PretrainConfig, n_samples: int) -> int:
     """
     if not config.min_steps or n_samples == 0:
         return config.epochs
-    steps_per_epoch = -(-n_samples // config.batch_size)
-    return max(config.epochs, -(-config.min_steps // steps_per_epoch))
+    return max(config.epochs, -(-config.min_steps // _steps_per_epoch(config, n_samples)))
+
+
+def _steps_per_epoch(config: PretrainConfig, n_samples: int) -> int:
+    """Optimizer steps in one pass over ``n_samples`` images; the last batch may be short."""
+    return -(-n_samples // config.batch_size)
 
 
 def pretrain_learning_rate(config: PretrainConfig, epochs: int, n_samples: int) -> LearningRate:
@@ -218,7 +222,7 @@ def pretrain_learning_rate(config: PretrainConfig, epochs: int, n_samples: int) 
     """
     if config.schedule == "constant":
         return config.learning_rate
-    steps = epochs * -(-n_samples // config.batch_size)
+    steps = epochs * _steps_per_epoch(config, n_samples)
     return keras.optimizers.schedules.CosineDecay(config.learning_rate, max(steps, 1))
 
 
