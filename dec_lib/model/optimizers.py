@@ -18,11 +18,6 @@ import tensorflow as tf
 __all__ = ["FusedAdam", "FusedSGD"]
 
 
-def _under_strategy() -> bool:
-    """Whether Keras's update must run: under a strategy the variables are the replicas'."""
-    return tf.distribute.has_strategy()
-
-
 class FusedAdam(keras.optimizers.Adam):
     """``keras.optimizers.Adam`` updating each weight with ``ResourceApplyAdam``.
 
@@ -42,7 +37,7 @@ class FusedAdam(keras.optimizers.Adam):
         learning_rate : tf.Tensor
             This step's learning rate.
         """
-        if self.amsgrad or _under_strategy():
+        if self.amsgrad or tf.distribute.has_strategy():
             return super().update_step(gradient, variable, learning_rate)
         dtype = variable.dtype
         index = self._get_variable_index(variable)
@@ -66,7 +61,7 @@ class FusedSGD(keras.optimizers.SGD):
 
     def update_step(self, gradient, variable, learning_rate):
         """Update ``variable`` by ``gradient``, as ``FusedAdam.update_step`` does."""
-        if self.momentum == 0 or self.nesterov or _under_strategy():
+        if self.momentum == 0 or self.nesterov or tf.distribute.has_strategy():
             return super().update_step(gradient, variable, learning_rate)
         dtype = variable.dtype
         tf.raw_ops.ResourceApplyKerasMomentum(
