@@ -22,9 +22,10 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
-_RECIPE = {"dec.learning_rate": 0.01, "dec.augment_shift": 0, "dec.reconstruction_weight": 0.0}
+_RECIPE = {"dec.learning_rate": 0.01, "dec.augment_shift": 0, "dec.augment_rotation": 0.0,
+           "dec.reconstruction_weight": 0.0}
 """The recipe's self-training (the `default` preset's until issue 14): every variant spells out
-all three, so that a variant means the same whatever the preset says today."""
+all four, so that a variant means the same whatever the preset says today."""
 
 CANDIDATES: dict[str, dict] = {
     "lr-0.01": _RECIPE,
@@ -55,6 +56,9 @@ CANDIDATES: dict[str, dict] = {
     "lr-0.03-shift-2-umap-epochs-50-gmm-16": {**_RECIPE, "dec.learning_rate": 0.03,
                                               "dec.augment_shift": 2, "init.umap_epochs": 50,
                                               "init.n_init": 16},
+    # DEC-DA's rotations of up to 10 degrees beside the shifts.
+    "lr-0.03-shift-2-rot-10": {**_RECIPE, "dec.learning_rate": 0.03, "dec.augment_shift": 2,
+                               "dec.augment_rotation": 10.0},
 }
 """Variant name to its self-training settings over the preset's (IDEC's gamma of 0.1 on the
 clustering loss is a reconstruction weight of 10 here, where KL(p || q) has weight 1). A variant

@@ -12,7 +12,6 @@ from dec_lib.model.autoencoder import (
     embed,
     encoder_of,
     pretrain_autoencoder,
-    usable_shift,
 )
 from dec_lib.model.dec_model import CLUSTERING_LAYER, build_dec_model, soft_assignments
 from dec_lib.model.initialisation import init_centres
@@ -151,17 +150,20 @@ def _centres(model: keras.Model) -> np.ndarray:
     return model.get_layer(CLUSTERING_LAYER).get_weights()[0]
 
 
-def test_shifted_batches_change_training_and_one_seed_gives_one_model(pretrained, x400):
-    config = _dec_config(maxiter=20, update_interval=10, tol=0.0, augment_shift=2)
+@pytest.mark.parametrize(("shift", "rotation"), [(2, 0.0), (0, 10.0), (2, 10.0)])
+def test_augmented_batches_change_training_and_one_seed_gives_one_model(pretrained, x400,
+                                                                         shift, rotation):
+    config = _dec_config(maxiter=20, update_interval=10, tol=0.0)
     runs = []
-    for seed, shift in ((0, 2), (0, 2), (1, 2), (0, 0)):
+    for seed, moved in ((0, True), (0, True), (1, True), (0, False)):
         _, model = _fresh(pretrained)
-        train_dec(model, x400, config.__class__(**{**vars(config), "augment_shift": shift}),
+        augmented = {"augment_shift": shift, "augment_rotation": rotation} if moved else {}
+        train_dec(model, x400, config.__class__(**{**vars(config), **augmented}),
                   image_shape=(28, 28), seed=seed)
         runs.append(_centres(model))
-    assert np.array_equal(runs[0], runs[1])  # the shifts are drawn from the seed
-    assert not np.allclose(runs[0], runs[2])  # another seed, other shifts
-    assert not np.allclose(runs[0], runs[3])  # the shifts are really applied
+    assert np.array_equal(runs[0], runs[1])  # the augmentation is drawn from the seed
+    assert not np.allclose(runs[0], runs[2])  # another seed, other draws
+    assert not np.allclose(runs[0], runs[3])  # the augmentation is really applied
 
 
 def test_shifts_without_a_2d_image_shape_warn_and_train_unshifted(pretrained, x400, caplog):
@@ -185,13 +187,6 @@ def test_a_shift_larger_than_an_eighth_of_small_images_is_capped(pretrained, x40
     assert np.array_equal(runs[0], runs[1])
     assert not np.allclose(runs[1], runs[2])  # 1 pixel is still a shift
     assert "dec.augment_shift=2 is more than 1/8 of 8x98 images" in caplog.text
-
-
-@pytest.mark.parametrize(("requested", "shape", "usable"), [
-    (2, (28, 28), 2), (3, (28, 28), 3), (4, (28, 28), 3), (2, (8, 8), 1), (2, (16, 16), 2),
-    (1, (7, 7), 0), (0, (28, 28), 0), (2, None, 0), (2, (784,), 0)])
-def test_usable_shift(requested, shape, usable):
-    assert usable_shift(requested, shape, "pretrain.augment_shift") == usable
 
 
 def test_the_reconstruction_loss_keeps_the_autoencoder_reconstructing(pretrained, x400):

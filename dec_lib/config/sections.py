@@ -119,6 +119,9 @@ class PretrainConfig:
     augment_shift: int = setting(
         0, """Random shifts of up to this many pixels during pretraining (2-D images; 0: none;
         at most 1/8 of the images' smaller side).""", Interval(0, 64))
+    augment_rotation: float = setting(
+        0.0, """Random rotations of up to this many degrees either way during pretraining,
+        after the shift (2-D images; 0: none).""", Interval(0, 180))
     precision: str = setting(
         "float32", """`float32`, `bfloat16` (mixed: float32 weights) or `auto`: bfloat16 where
         the hardware computes it natively (AVX-512 BF16 or AMX CPUs, Ampere or later GPUs);
@@ -177,6 +180,10 @@ class DECConfig:
         0, """Random shifts of up to this many pixels of each training batch (2-D images; 0:
         none; at most 1/8 of the images' smaller side); targets come from the unshifted images
         (DEC-DA).""", Interval(0, 64))
+    augment_rotation: float = setting(
+        0.0, """Random rotations of up to this many degrees either way of each training batch,
+        after the shift (2-D images; 0: none); targets come from the unrotated images.""",
+        Interval(0, 180))
     reconstruction_weight: float = setting(
         0.0, """Weight of the autoencoder's reconstruction loss kept beside the clustering
         loss, which keeps the embedding's local structure (IDEC; 0: DEC's loss alone).""",

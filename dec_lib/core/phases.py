@@ -88,7 +88,7 @@ def pretrain(x: np.ndarray, architecture: AutoencoderConfig, config: PretrainCon
     seed : int
         Seeds the initial weights, the batch order and the augmentation.
     image_shape : tuple of int, optional
-        The images' 2-D shape, which random shifts need.
+        The images' 2-D shape, which the augmentation needs.
     checkpoint_dir : str or os.PathLike, optional
         Resumable checkpoints go here, and training resumes from one found here.
     tracker : Tracker, optional
@@ -234,7 +234,7 @@ def self_train(model: keras.Model, centres: np.ndarray, initial_labels: np.ndarr
     y : numpy.ndarray, optional
         True labels, for monitoring only (``dec.acc``); never used to train.
     image_shape : tuple of int, optional
-        The images' 2-D shape, which ``config.augment_shift`` needs.
+        The images' 2-D shape, which the augmentation needs.
     tracker : Tracker, optional
         Receives ``dec.delta_label``, ``dec.loss`` and ``dec.acc`` at every update, then
         ``dec_train.iterations`` and ``dec_train.converged``.

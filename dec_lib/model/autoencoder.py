@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from dec_lib.config import AutoencoderConfig, PretrainConfig
+from dec_lib.model.augmentation import augmentation
 from dec_lib.model.clustering import ClusteringLayer
 from dec_lib.model.forward import predict_batched
 from dec_lib.model.optimizers import FusedAdam, FusedSGD
@@ -302,77 +303,6 @@ EpochCallback = Callable[[int, int, float, float], None]
 """on_epoch(epoch, epochs, loss, seconds_per_epoch)"""
 
 
-SHIFT_SIDE_FRACTION = 8
-"""A random shift moves an image by at most 1/8 of its smaller side. That is 3 pixels of
-MNIST's 28, and 1 of the scikit-learn digits' 8. On 8 x 8 digits, 2-pixel shifts cost what
-1-pixel shifts gain (BENCHMARKS.md, "scikit-learn's digits")."""
-
-
-def usable_shift(requested: int, image_shape: tuple[int, ...] | None, setting: str) -> int:
-    """The largest shift to train with: ``requested``, within what the images allow.
-
-    Parameters
-    ----------
-    requested : int
-        The configured largest shift, in pixels.
-    image_shape : tuple of int or None
-        The shape of one image. Shifts need two dimensions.
-    setting : str
-        The setting's key, for the log (``dec.augment_shift``).
-
-    Returns
-    -------
-    int
-        0 without 2-D images (a warning), else ``requested`` capped at 1/8 of the smaller side
-        (an info line when capped).
-    """
-    if not requested:
-        return 0
-    if image_shape is None or len(image_shape) != 2:
-        log.warning("%s needs 2-D images; training without augmentation", setting)
-        return 0
-    cap = min(image_shape) // SHIFT_SIDE_FRACTION
-    if requested > cap:
-        log.info("%s=%d is more than 1/%d of %dx%d images; shifting by at most %d pixel(s)",
-                 setting, requested, SHIFT_SIDE_FRACTION, *image_shape, cap)
-    return min(requested, cap)
-
-
-def random_shift(batch: tf.Tensor, image_shape: tuple[int, int], max_shift: int,
-                 seed: tf.Tensor) -> tf.Tensor:
-    """Shift each flattened image by up to ``max_shift`` pixels each way, zero-filling the edge.
-
-    Written with gathers rather than image ops so that it compiles with XLA inside the step.
-
-    Parameters
-    ----------
-    batch : tf.Tensor
-        Flattened images, batch x (height * width).
-    image_shape : tuple of int
-        (height, width).
-    max_shift : int
-        Largest shift in pixels, each way and axis.
-    seed : tf.Tensor
-        Two int32s for the stateless random offsets: one batch, one set of shifts.
-
-    Returns
-    -------
-    tf.Tensor
-        The shifted images, flattened as ``batch``.
-    """
-    height, width = image_shape
-    images = tf.reshape(batch, (-1, height, width))
-    padded = tf.pad(images, [[0, 0], [max_shift, max_shift], [max_shift, max_shift]])
-    n = tf.shape(images)[0]
-    offsets = tf.random.stateless_uniform((2, n), seed, minval=0, maxval=2 * max_shift + 1,
-                                          dtype=tf.int32)
-    rows = offsets[0][:, None] + tf.range(height)[None, :]
-    cols = offsets[1][:, None] + tf.range(width)[None, :]
-    shifted = tf.gather(padded, rows, axis=1, batch_dims=1)
-    shifted = tf.gather(shifted, cols, axis=2, batch_dims=1)
-    return tf.reshape(shifted, (-1, height * width))
-
-
 def pretrain_autoencoder(
     autoencoder: keras.Model,
     x: np.ndarray,
@@ -392,9 +322,10 @@ def pretrain_autoencoder(
     ``strategy`` (default: ``distribution_strategy()``, mirrored over several GPUs, else none)
     trains a copy of ``autoencoder`` on its replicas, whose weights come back at the end.
 
-    With ``config.augment_shift`` and 2-D images, every batch is randomly shifted and the
-    autoencoder reconstructs the shifted images (as in DEC-DA, Guo et al. 2018), which teaches
-    an embedding that does not hinge on exact pixel positions.
+    With ``config.augment_shift`` or ``config.augment_rotation`` and 2-D images, every batch is
+    randomly shifted and rotated, and the autoencoder reconstructs the moved images (as in
+    DEC-DA, Guo et al. 2018), which teaches an embedding that does not hinge on exact pixel
+    positions.
 
     Parameters
     ----------
@@ -405,9 +336,9 @@ def pretrain_autoencoder(
     config : PretrainConfig
         Optimizer, epochs, precision, augmentation and checkpoint settings.
     seed : int, default 0
-        Seeds the batch order and the shifts (the weights are seeded by the caller).
+        Seeds the batch order and the augmentation (the weights are seeded by the caller).
     image_shape : tuple of int, optional
-        The images' 2-D shape, which the shifts need.
+        The images' 2-D shape, which the augmentation needs.
     checkpoint_dir : str or os.PathLike, optional
         Where resumable checkpoints go.
     on_epoch : callable, optional
@@ -452,13 +383,14 @@ def pretrain_autoencoder(
                      checkpoint_dir, start_epoch + 1, epochs)
     result = PretrainResult(losses=losses, resumed_from_epoch=start_epoch)
     variables = compute.trainable_variables
-    shift = usable_shift(config.augment_shift, image_shape, "pretrain.augment_shift")
+    augment = augmentation(config.augment_shift, config.augment_rotation, image_shape,
+                           "pretrain")
 
     if strategy is None:
         @tf.function(jit_compile=use_xla(), reduce_retracing=True)
         def train_step(batch, step_seed):
-            if shift:
-                batch = random_shift(batch, image_shape, shift, step_seed)
+            if augment:
+                batch = augment(batch, step_seed)
             with tf.GradientTape() as tape:
                 reconstruction = tf.cast(compute(batch, training=True), tf.float32)
                 loss = tf.reduce_mean(tf.square(batch - reconstruction))
@@ -472,9 +404,8 @@ def pretrain_autoencoder(
             replicas = context.num_replicas_in_sync
             replica = tf.cast(context.replica_id_in_sync_group, tf.int32)
             share = batch[replica::replicas]  # every replicas-th row of the batch
-            if shift:  # a seed of its own for each replica's share
-                share = random_shift(share, image_shape, shift,
-                                     tf.stack([step_seed[0], step_seed[1] * replicas + replica]))
+            if augment:  # a seed of its own for each replica's share
+                share = augment(share, tf.stack([step_seed[0], step_seed[1] * replicas + replica]))
             with tf.GradientTape() as tape:
                 reconstruction = tf.cast(compute(share, training=True), tf.float32)
                 # This share's part of the whole batch's mean: the optimizer sums the replicas'

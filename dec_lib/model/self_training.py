@@ -19,7 +19,8 @@ import numpy as np
 import tensorflow as tf
 
 from dec_lib.config import DECConfig
-from dec_lib.model.autoencoder import make_optimizer, random_shift, usable_shift
+from dec_lib.model.augmentation import augmentation
+from dec_lib.model.autoencoder import make_optimizer
 from dec_lib.model.clustering import target_distribution
 from dec_lib.model.dec_model import cluster_labels, soft_assignments
 from dec_lib.model.precision import use_xla, with_precision
@@ -74,10 +75,11 @@ def train_dec(
     initialisation that is not a Euclidean partition of the embedding (UMAP's) is first
     flattened into its nearest-centre version, losing what made it good.
 
-    With ``config.augment_shift``, each training batch is randomly shifted while the targets
-    stay those of the unshifted images (DEC-DA, Guo et al. 2018): an image and its shifted
-    copies are pulled into one cluster. With ``config.reconstruction_weight``, the
-    autoencoder's reconstruction loss is kept beside KL(p || q) (IDEC, Guo et al. 2017).
+    With ``config.augment_shift`` or ``config.augment_rotation``, each training batch is
+    randomly shifted and rotated while the targets stay those of the unmoved images (DEC-DA,
+    Guo et al. 2018): an image and its moved copies are pulled into one cluster. With
+    ``config.reconstruction_weight``, the autoencoder's reconstruction loss is kept beside
+    KL(p || q) (IDEC, Guo et al. 2017).
 
     Parameters
     ----------
@@ -92,12 +94,12 @@ def train_dec(
     on_update : callable, optional
         ``on_update(record, labels, maxiter)`` at every target update, iteration 0 included.
     image_shape : tuple of int, optional
-        The images' 2-D shape, which ``config.augment_shift`` needs.
+        The images' 2-D shape, which the augmentation needs.
     autoencoder : keras.Model, optional
         The autoencoder whose encoder ``model`` shares, for ``config.reconstruction_weight``;
         its decoder is trained too.
     seed : int, default=0
-        Seeds the random shifts.
+        Seeds the augmentation.
 
     Returns
     -------
@@ -111,7 +113,7 @@ def train_dec(
     warmup = config.warmup_iterations if initial_labels is not None else 0
     if initial_labels is not None and len(initial_labels) != len(x):
         raise ValueError(f"{len(initial_labels)} initial labels for {len(x)} images")
-    shift = usable_shift(config.augment_shift, image_shape, "dec.augment_shift")
+    augment = augmentation(config.augment_shift, config.augment_rotation, image_shape, "dec")
     weight = config.reconstruction_weight if autoencoder is not None else 0.0
     if config.reconstruction_weight and autoencoder is None:
         log.warning("dec.reconstruction_weight needs the pretrained autoencoder (a warm start "
@@ -129,8 +131,8 @@ def train_dec(
 
     @tf.function(jit_compile=use_xla(), reduce_retracing=True)
     def train_step(batch, target, step_seed):
-        if shift:
-            batch = random_shift(batch, image_shape, shift, step_seed)
+        if augment:
+            batch = augment(batch, step_seed)
         with tf.GradientTape() as tape:
             if weight:
                 q, reconstruction = joint(batch, training=True)
