@@ -10,13 +10,9 @@ Appends to ``bench/results/augment_cost.json`` and prints a Markdown table.
 """
 
 import argparse
-import json
-import platform
 import statistics
-import time
-from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from records import append_record
 
 VARIANTS = {"none": (0, 0.0), "shift 2": (2, 0.0), "shift 2, rotation 10": (2, 10.0)}
 
@@ -55,12 +51,7 @@ def main() -> None:
             rows.append({"repeat": repeat, "augmentation": name,
                          "epoch_s": epoch_seconds(x, *VARIANTS[name], args.epochs)})
             print(rows[-1], flush=True)
-    record = {"date": time.strftime("%Y-%m-%d"),
-              "machine": platform.processor() or platform.machine(), "images": len(x),
-              "rows": rows}
-    RESULTS.mkdir(exist_ok=True)
-    with open(RESULTS / "augment_cost.json", "a") as f:
-        f.write(json.dumps(record) + "\n")
+    append_record("augment_cost", images=len(x), rows=rows)
     base = statistics.median(r["epoch_s"] for r in rows if r["augmentation"] == "none")
     print("| augmentation | epoch s (median) | against none |\n|---|---:|---:|")
     for name in VARIANTS:

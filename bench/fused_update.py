@@ -12,13 +12,9 @@ Appends to ``bench/results/fused_update.json`` and prints a Markdown table.
 
 import argparse
 import contextlib
-import json
-import platform
 import statistics
-import time
-from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from records import append_record
 
 
 @contextlib.contextmanager
@@ -62,12 +58,7 @@ def main() -> None:
                 rows.append({"repeat": repeat, "precision": precision, "optimizers": kind,
                              "adam_epoch_s": epoch, "dec_1260_s": dec})
                 print(rows[-1], flush=True)
-    record = {"date": time.strftime("%Y-%m-%d"),
-              "machine": platform.processor() or platform.machine(), "images": len(x),
-              "rows": rows}
-    RESULTS.mkdir(exist_ok=True)
-    with open(RESULTS / "fused_update.json", "a") as f:
-        f.write(json.dumps(record) + "\n")
+    append_record("fused_update", images=len(x), rows=rows)
     print("| precision | optimizers | Adam epoch s (median) | DEC 1,260 iterations s (median) |\n"
           "|---|---|---:|---:|")
     for precision in ("float32", "bfloat16"):

@@ -13,15 +13,11 @@ Writes ``bench/results/init_speed.json`` and prints a Markdown table.
 """
 
 import argparse
-import json
-import platform
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
-
-RESULTS = Path(__file__).resolve().parent / "results"
+from records import append_record
 
 
 def manifold_labels(embedding, n_clusters, seed, subsample, mixture_on_all=False, neighbors=20,
@@ -87,12 +83,7 @@ def main() -> None:
                      "acc": round(cluster_accuracy(data.y, labels), 4),
                      "nmi": round(float(normalized_mutual_info_score(data.y, labels)), 4)})
         print(rows[-1], flush=True)
-    RESULTS.mkdir(exist_ok=True)
-    record = {"date": time.strftime("%Y-%m-%d"),
-              "machine": platform.processor() or platform.machine(),
-              "autoencoder": args.autoencoder, "seed": args.seed, "rows": rows}
-    with open(RESULTS / "init_speed.json", "a") as f:
-        f.write(json.dumps(record) + "\n")
+    append_record("init_speed", autoencoder=args.autoencoder, seed=args.seed, rows=rows)
     print("| UMAP fitted on | mixture fitted on | layout epochs | neighbours | UMAP s (of which "
           "fit) | total s | initial ACC | NMI |\n|---:|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:

@@ -18,14 +18,10 @@ Writes ``bench/results/roofline.json`` and prints a Markdown table.
 
 import argparse
 import itertools
-import json
-import platform
 import time
-from pathlib import Path
 
 import numpy as np
-
-RESULTS = Path(__file__).resolve().parent / "results"
+from records import append_record
 
 
 def matmul_gflops(m: int, k: int, n: int, dtype: str, seconds: float = 2.0) -> float:
@@ -160,13 +156,8 @@ def main() -> None:
     epochs += [pretrain_epoch(x, p, "adam", b) for b in args.batches
                for p in ("float32", "bfloat16")]
     dec = [dec_rate(x, "float32", "recipe")] + [dec_rate(x, p) for p in ("float32", "bfloat16")]
-    record = {"date": time.strftime("%Y-%m-%d"),
-              "machine": platform.processor() or platform.machine(),
-              "square": args.square, "peak_gflops": peak, "layer_shape_gflops": shaped,
-              "images": len(x), "pretrain": epochs, "dec": dec}
-    RESULTS.mkdir(exist_ok=True)
-    with open(RESULTS / "roofline.json", "a") as f:
-        f.write(json.dumps(record) + "\n")
+    append_record("roofline", square=args.square, peak_gflops=peak, layer_shape_gflops=shaped,
+                  images=len(x), pretrain=epochs, dec=dec)
     if epochs:
         print("| optimizer | batch | precision | peak GFLOP/s (square) | at the autoencoder's "
               "shapes (batch 256) | pretraining epoch s | pretraining GFLOP/s | of peak "
