@@ -20,7 +20,7 @@ import statistics
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from records import merge_record
 
 _RECIPE = {"dec.learning_rate": 0.01, "dec.augment_shift": 0, "dec.augment_rotation": 0.0,
            "dec.reconstruction_weight": 0.0}
@@ -150,8 +150,6 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(CANDIDATES),
                         choices=list(CANDIDATES))
     args = parser.parse_args()
-    out = RESULTS / "dec_candidates.json"
-    history = json.loads(out.read_text()) if out.exists() else []
     records = []
     for work in args.work_dirs:
         paths = artifacts(work)
@@ -166,8 +164,7 @@ def main() -> None:
                   f"(init {record['init_acc']:.4f}, after warm-up {record['warmup_acc']:.4f}) "
                   f"in {record['dec_seconds']} s", flush=True)
             records.append(record)
-            history.append(record)
-            out.write_text(json.dumps(history, indent=1) + "\n")
+            merge_record("dec_candidates", record, indent=1)
     print(summarise(records))
 
 

@@ -19,9 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-from dec_lib.names import STEPS
+from records import merge_record
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from dec_lib.names import STEPS
 
 
 def run_seed(preset: str, seed: int, work_root: Path, overrides: list[str]) -> dict:
@@ -79,22 +79,17 @@ def main() -> int:
     parser.add_argument("--work-dir", default="work/bench-quality")
     args = parser.parse_args()
 
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"quality-{args.preset}.json"
-    records = json.loads(out.read_text()) if out.exists() else []
+    records = []
     for seed in args.seeds:
         record = run_seed(args.preset, seed, Path(args.work_dir), args.set)
+        records.append(record)
         # One record per seed and effective configuration: a preset that changed keeps history.
-        records = [r for r in records
-                   if (r["seed"], r.get("config")) != (seed, record["config"])] + [record]
-        out.write_text(json.dumps(records, indent=2) + "\n")
+        merge_record(f"quality-{args.preset}", record,
+                     lambda old, new=record: (old["seed"], old.get("config"))
+                     == (new["seed"], new["config"]))
         print(f"seed {seed}: acc {record['acc']:.4f} nmi {record['nmi']:.4f} "
               f"({record['wall_seconds']:.0f}s)", flush=True)
-    from dec_lib.config import preset as named_preset
-
-    config = named_preset(args.preset).with_overrides(args.set).flat()
-    mine = [r for r in records if r.get("config") == config and r["seed"] in args.seeds]
-    print(table(sorted(mine, key=lambda r: r["seed"])))
+    print(table(sorted(records, key=lambda r: r["seed"])))
     return 0
 
 
