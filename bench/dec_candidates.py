@@ -56,6 +56,12 @@ CANDIDATES: dict[str, dict] = {
     "lr-0.03-shift-2-umap-epochs-50-gmm-16": {**_RECIPE, "dec.learning_rate": 0.03,
                                               "dec.augment_shift": 2, "init.umap_epochs": 50,
                                               "init.n_init": 16},
+    # UMAP's neighbourhood: the preset's 20 found again beside 10 (a quarter of the graph's
+    # edges and of the layout's work), both from the same pretrained model.
+    "lr-0.03-shift-2-umap-neighbors-20": {**_RECIPE, "dec.learning_rate": 0.03,
+                                          "dec.augment_shift": 2, "init.umap_neighbors": 20},
+    "lr-0.03-shift-2-umap-neighbors-10": {**_RECIPE, "dec.learning_rate": 0.03,
+                                          "dec.augment_shift": 2, "init.umap_neighbors": 10},
     # DEC-DA's rotations of up to 10 degrees beside the shifts.
     "lr-0.03-shift-2-rot-10": {**_RECIPE, "dec.learning_rate": 0.03, "dec.augment_shift": 2,
                                "dec.augment_rotation": 10.0},
