@@ -39,7 +39,10 @@ def merge_record(name: str, record: dict, replaces: Callable[[dict], bool] = lam
         records = json.loads(out.read_text()) if out.exists() else []
         records = [old for old in records if not replaces(old)] + [record]
         partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
-        partial.write_text(json.dumps(records, indent=indent) + "\n")
-        partial.replace(out)
+        try:
+            partial.write_text(json.dumps(records, indent=indent) + "\n")
+            partial.replace(out)
+        finally:
+            partial.unlink(missing_ok=True)
     finally:
         os.close(lock)
