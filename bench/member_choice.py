@@ -1,0 +1,97 @@
+"""Benchmark: choosing one of several finished runs by their agreement, without labels.
+
+Each run's final clusters are computed once from its DEC model; then, for every combination of
+``--members`` runs, `dec_lib.model.agreement.agreement_medoid` picks the run whose partition
+agrees best with the others', and the labels score the pick afterwards. This measures what a
+pipeline that trains that many members and keeps the medoid would reach, from runs that were
+each made whole by the pipeline, before the pipeline does it itself.
+
+    .venv/bin/python bench/quality.py --preset best --seeds 0 1 2 3 4 --work-dir W
+    .venv/bin/python bench/member_choice.py W/best-seed-* --members 3
+
+Adds one record per call to ``bench/results/member_choice.json`` and prints a table.
+"""
+
+import argparse
+import hashlib
+import itertools
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+from dec_candidates import artifacts, seed_of
+from records import merge_record
+
+
+def final_labels(work: Path) -> tuple[str, object, object]:
+    """The fingerprint of the run's data, its labels, and its DEC model's clusters."""
+    from dec_lib.data.datasets import read_dataset
+    from dec_lib.model.dec_model import cluster_labels, soft_assignments
+    from dec_lib.model.saving import load_model
+
+    paths = artifacts(work)
+    dataset = read_dataset(str(paths["dataset"]))
+    model = load_model(str(paths["dataset"].parent.parent / "dec-train" / "model"))
+    fingerprint = hashlib.sha256(dataset.x.tobytes()).hexdigest()[:16]
+    return fingerprint, dataset.y, cluster_labels(soft_assignments(model, dataset.x))
+
+
+def main() -> None:
+    from dec_lib.model.agreement import agreement_medoid
+    from dec_lib.model.metrics import evaluate_clustering
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("work_dirs", nargs="+", type=Path,
+                        help="work dirs of finished runs of one preset on one data set")
+    parser.add_argument("--members", type=int, default=3)
+    parser.add_argument("--label", default="", help="what the runs are, for the record")
+    args = parser.parse_args()
+    if not 2 <= args.members <= len(args.work_dirs):
+        raise SystemExit(f"--members {args.members}: need 2 to {len(args.work_dirs)} "
+                         "(the number of runs given)")
+    runs, y, fingerprint = {}, None, None
+    for work in args.work_dirs:
+        found, truth, labels = final_labels(work)
+        if fingerprint not in (None, found):
+            raise SystemExit(f"{work}: its data differ from {args.work_dirs[0]}'s "
+                             "(compare runs on one data set)")
+        fingerprint, y = found, truth
+        report = evaluate_clustering(y, labels)
+        runs[str(work)] = {"seed": seed_of(work), "labels": labels, "acc": report.acc,
+                           "nmi": report.nmi}
+        print(f"{work}: seed {runs[str(work)]['seed']} ACC {report.acc:.4f} "
+              f"NMI {report.nmi:.4f}", flush=True)
+    picks = []
+    for combo in itertools.combinations(runs, args.members):
+        choice = agreement_medoid([runs[w]["labels"] for w in combo])
+        chosen = combo[choice.index]
+        picks.append({"runs": [runs[w]["seed"] for w in combo], "chosen": runs[chosen]["seed"],
+                      "acc": runs[chosen]["acc"], "nmi": runs[chosen]["nmi"],
+                      "agreement": [round(float(a), 5) for a in choice.agreement]})
+    single = [r["acc"] for r in runs.values()]
+    record = {
+        "label": args.label, "members": args.members, "fingerprint": fingerprint,
+        "runs": {w: {k: v for k, v in r.items() if k != "labels"} for w, r in runs.items()},
+        "single_run": {"median_acc": statistics.median(single), "min_acc": min(single),
+                       "median_nmi": statistics.median(r["nmi"] for r in runs.values())},
+        "chosen": {"combinations": len(picks),
+                   "median_acc": statistics.median(p["acc"] for p in picks),
+                   "min_acc": min(p["acc"] for p in picks),
+                   "median_nmi": statistics.median(p["nmi"] for p in picks)},
+        "picks": picks,
+        "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} CPUs",
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    merge_record("member_choice", record, indent=1)
+    s, c = record["single_run"], record["chosen"]
+    print("| | runs | median ACC | min ACC | median NMI |\n|---|---|---|---|---|")
+    print(f"| one run | {len(single)} | {s['median_acc']:.4f} | {s['min_acc']:.4f} | "
+          f"{s['median_nmi']:.4f} |")
+    print(f"| medoid of {args.members} | {c['combinations']} combinations | "
+          f"{c['median_acc']:.4f} | {c['min_acc']:.4f} | {c['median_nmi']:.4f} |")
+
+
+if __name__ == "__main__":
+    main()
