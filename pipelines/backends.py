@@ -25,6 +25,9 @@ Older backends differ in three ways that matter here, all read in kubeflow/pipel
   every task would fail in its driver.
 
 Also before 2.4.1 the Argo compiler writes no ``retryStrategy``: ``set_retry`` does nothing.
+And before 2.14.0 the backend cannot hand a list of artifacts collected from a ``ParallelFor``
+(``dsl.Collected``) to a step: #11725, commit ``ed828b513a``, first tagged in 2.14.0. A run of
+several members (``members`` > 1) needs it.
 """
 
 from __future__ import annotations
@@ -54,15 +57,20 @@ class Backend:
     """Whether ``secretNameParameter`` and ``pvcNameParameter`` may stay in the package."""
     retries: bool
     """Whether ``set_retry`` reaches Argo (``retryStrategy``)."""
+    collected_artifacts: bool
+    """Whether a step may take artifacts collected from a ``ParallelFor`` (``members`` > 1)."""
 
 
 BACKENDS = {
     "2.15": Backend("2.15", "KFP 2.15 and later", PIPELINE_JOB_ID,
-                    optional_secret=True, parameterised_names=True, retries=True),
+                    optional_secret=True, parameterised_names=True, retries=True,
+                    collected_artifacts=True),
     "2.5": Backend("2.5", "KFP 2.5 to 2.14 (Kubeflow 1.10.1, 1.10.2)", PIPELINE_JOB_ID,
-                   optional_secret=False, parameterised_names=True, retries=True),
+                   optional_secret=False, parameterised_names=True, retries=True,
+                   collected_artifacts=False),
     "2.2": Backend("2.2", "KFP 2.2 to 2.4 (Kubeflow 1.9, 1.10.0)", WORKFLOW_UID,
-                   optional_secret=False, parameterised_names=False, retries=False),
+                   optional_secret=False, parameterised_names=False, retries=False,
+                   collected_artifacts=False),
 }
 DEFAULT_BACKEND = "2.15"
 OLDEST_BACKEND = "2.2"

@@ -170,7 +170,7 @@ def _end_runs_left_running(run_ids: list[str], tracking_uri: str, status: str,
     where = ""
     for run_id in run_ids:
         try:
-            where = tracking.end_if_left_running(run_id, status, reason, names.STEPS)
+            where = tracking.end_if_left_running(run_id, status, reason, names.ALL_STEPS)
         except Exception as error:  # the user's line is about the pipeline, not this
             log.warning("could not mark MLflow run %s %s: %s", run_id, status,
                         tracking.redact(str(error)))
@@ -331,10 +331,13 @@ def _summary(registered: dict, config: RunConfig, wall: float) -> dict:
             "drift.low_confidence_share", "drift.cluster_size_tvd") if k in metrics} or None,
         "seed": config.seed,
         "wall_seconds": round(wall, 2),
+        # With members, the chosen member's pretraining, initialisation and self-training.
         "phase_seconds": {p: round(metrics.get(f"phase_seconds.{p}", float("nan")), 2)
-                          for p in names.STEPS},
+                          for p in names.ALL_STEPS
+                          if p in names.STEPS or f"phase_seconds.{p}" in metrics},
         "peak_memory_mb": {p: round(metrics.get(f"peak_memory_mb.{p}", float("nan")))
-                           for p in names.STEPS},
+                           for p in names.ALL_STEPS
+                           if p in names.STEPS or f"peak_memory_mb.{p}" in metrics},
         "config": config.to_dict(),
     }
 

@@ -1,5 +1,9 @@
 """The DEC pipeline: six steps wired by typed artifacts, with placement decided here alone.
 
+With ``members`` > 1, pretraining, initialisation and self-training run once per member in a
+``dsl.ParallelFor`` between two more steps: ``plan_members`` before, ``choose_member`` after, which
+hands the member the others agree with to evaluation and registration.
+
 ``build_pipeline`` returns the KFP pipeline for a configuration (its parameter defaults) and a
 ``Placement`` (images, GPU nodes, the MLflow Secret, a checkpoint volume); the same object is
 compiled for a cluster and run by ``kfp.local``, which ignores the Kubernetes settings.
@@ -11,7 +15,16 @@ from dataclasses import dataclass
 from kfp import dsl, kubernetes
 from kfp.dsl import Artifact
 
-from components import dec_train, evaluate, ingest, init_clusters, pretrain, register
+from components import (
+    choose_member,
+    dec_train,
+    evaluate,
+    ingest,
+    init_clusters,
+    plan_members,
+    pretrain,
+    register,
+)
 from components.images import CPU_IMAGE, GPU_IMAGE
 from dec_lib import names
 from dec_lib.config import RunConfig, preset
@@ -38,6 +51,9 @@ RESOURCES = {
     names.DEC_TRAIN: Resources("4", "8G", "8", "16G"),
     names.EVALUATE: Resources("2", "4G", "4", "8G"),
     names.REGISTER: Resources("1", "2G", "2", "4G"),
+    names.PLAN_MEMBERS: Resources("1", "1G", "1", "2G"),
+    # Loads every member's DEC model and the data, like evaluate.
+    names.CHOOSE_MEMBER: Resources("2", "4G", "4", "8G"),
 }
 
 
@@ -261,26 +277,16 @@ def build_pipeline(config: "RunConfig | None" = None, placement: "Placement | No
     """
     c = config or preset("default")
     p = placement or Placement(local=True)
+    if c.members > 1 and not backend.collected_artifacts:
+        raise ConfigError("members", f"{c.members} members need a KFP backend that collects "
+                          "artifacts from a loop (2.14 and later: --kfp-backend 2.15); "
+                          f"--kfp-backend {backend.version} is for {backend.covers}: set "
+                          "members=1")
     check_gpus = not p.local
     sections = _sections(c)
 
-    @dsl.pipeline(name=PIPELINE_NAME,
-                  description="Deep Embedded Clustering: pretrain, initialise clusters, DEC, "
-                              f"evaluate, register in MLflow. Runs on {backend.covers}.")
-    def dec_pipeline(
-        seed: int = c.seed,
-        data: dict = sections["data"],
-        autoencoder: dict = sections["autoencoder"],
-        pretrain_config: dict = sections["pretrain"],
-        init: dict = sections["init"],
-        dec: dict = sections["dec"],
-        registry: dict = sections["registry"],
-        model_name: str = model_name,
-        tracking_uri: str = "",  # empty: $MLFLOW_TRACKING_URI, from the Secret on a cluster
-        experiment: str = names.DEFAULT_EXPERIMENT,
-        checkpoint_root: str = p.checkpoint_root,
-        n_clusters: int = c.dec.n_clusters,
-    ) -> Artifact:
+    def steps(seed, data, autoencoder, pretrain_config, init, dec, registry, model_name,
+              tracking_uri, experiment, checkpoint_root, n_clusters, members=None):
         # The run's id, not its display name: recurring runs have none, and names repeat.
         run = {"run_key": backend.run_key, "tracking_uri": tracking_uri,
                "experiment": experiment}
@@ -306,49 +312,117 @@ def build_pipeline(config: "RunConfig | None" = None, placement: "Placement | No
                                          optional=True)
         if p.data_pvc:
             kubernetes.mount_pvc(ingested, pvc_name=p.data_pvc, mount_path=DATA_MOUNT)
-        trained_ae = _place(pretrain(dataset=ingested.outputs["dataset"],
-                                     autoencoder=autoencoder, pretrain=pretrain_config,
-                                     seed=seed, checkpoint_root=checkpoint_root,
-                                     registry=registry, model_name=model_name,
-                                     **{**run, "run_key": "" if cache_pretrain
-                                        else run["run_key"]}),
-                            names.PRETRAIN, p.gpu_image)
-        _on_gpu(trained_ae, p, p.gpus, check_gpus)
-        if p.checkpoint_pvc:
-            kubernetes.mount_pvc(trained_ae, pvc_name=p.checkpoint_pvc,
-                                 mount_path=CHECKPOINT_MOUNT)
-        centres = _place(init_clusters(dataset=ingested.outputs["dataset"],
-                                       autoencoder=trained_ae.outputs["model"], init=init,
-                                       dec=dec, seed=seed, **run), names.INIT_CLUSTERS, p.image)
-        clustered = _place(dec_train(dataset=ingested.outputs["dataset"],
-                                     autoencoder=trained_ae.outputs["model"],
-                                     centres=centres.outputs["centres"], dec=dec, seed=seed,
-                                     **run), names.DEC_TRAIN,
-                           p.gpu_image if p.dec_on_gpu else p.image)
-        if p.dec_on_gpu:
-            _on_gpu(clustered, p, 1, check_gpus)
-        scored = _place(evaluate(dataset=ingested.outputs["dataset"],
-                                 model=clustered.outputs["model"],
-                                 autoencoder=trained_ae.outputs["model"], **run),
+
+        def member_steps(member_seed, member_run):
+            trained_ae = _place(pretrain(dataset=ingested.outputs["dataset"],
+                                         autoencoder=autoencoder, pretrain=pretrain_config,
+                                         seed=member_seed, checkpoint_root=checkpoint_root,
+                                         registry=registry, model_name=model_name,
+                                         **{**member_run, "run_key": "" if cache_pretrain
+                                            else member_run["run_key"]}),
+                                names.PRETRAIN, p.gpu_image)
+            _on_gpu(trained_ae, p, p.gpus, check_gpus)
+            if p.checkpoint_pvc:
+                kubernetes.mount_pvc(trained_ae, pvc_name=p.checkpoint_pvc,
+                                     mount_path=CHECKPOINT_MOUNT)
+            centres = _place(init_clusters(dataset=ingested.outputs["dataset"],
+                                           autoencoder=trained_ae.outputs["model"], init=init,
+                                           dec=dec, seed=member_seed, **member_run),
+                             names.INIT_CLUSTERS, p.image)
+            clustered = _place(dec_train(dataset=ingested.outputs["dataset"],
+                                         autoencoder=trained_ae.outputs["model"],
+                                         centres=centres.outputs["centres"], dec=dec,
+                                         seed=member_seed, **member_run), names.DEC_TRAIN,
+                               p.gpu_image if p.dec_on_gpu else p.image)
+            if p.dec_on_gpu:
+                _on_gpu(clustered, p, 1, check_gpus)
+            trained_ae.set_caching_options(cache_pretrain)
+            for task in (centres, clustered):
+                task.set_caching_options(False)
+            for task in (trained_ae, clustered):
+                task.set_retry(num_retries=2, backoff_duration="60s", backoff_factor=2)
+            return [trained_ae, centres, clustered]
+
+        if members is None:
+            member_tasks = member_steps(seed, run)
+            trained_ae, _, clustered = member_tasks
+            dec_model, chosen_ae = clustered.outputs["model"], trained_ae.outputs["model"]
+        else:
+            # Each member logs to an MLflow run of its own, nested in the pipeline's run.
+            plan = _place(plan_members(seed=seed, members=members, **run),
+                          names.PLAN_MEMBERS, p.image)
+            plan.set_caching_options(False)
+            with dsl.ParallelFor(plan.output) as member:
+                member_tasks = member_steps(member.seed, {**run, "run_key": member.run_key})
+            trained_ae, _, clustered = member_tasks
+            chosen = _place(choose_member(
+                dataset=ingested.outputs["dataset"], plan=plan.output,
+                models=dsl.Collected(clustered.outputs["model"]),
+                autoencoders=dsl.Collected(trained_ae.outputs["model"]), **run),
+                names.CHOOSE_MEMBER, p.image)
+            chosen.set_caching_options(False)
+            member_tasks = [plan, *member_tasks, chosen]
+            dec_model, chosen_ae = chosen.outputs["model"], chosen.outputs["autoencoder"]
+        scored = _place(evaluate(dataset=ingested.outputs["dataset"], model=dec_model,
+                                 autoencoder=chosen_ae, **run),
                         names.EVALUATE, p.image)
-        registered = _place(register(dataset=ingested.outputs["dataset"],
-                                     model=clustered.outputs["model"],
+        registered = _place(register(dataset=ingested.outputs["dataset"], model=dec_model,
                                      report=scored.outputs["report"], model_name=model_name,
                                      registry=registry, **run), names.REGISTER, p.image)
         ingested.set_caching_options(cache_ingest)
-        trained_ae.set_caching_options(cache_pretrain)
-        for task in (centres, clustered, scored, registered):
+        for task in (scored, registered):
             task.set_caching_options(False)
-        for task in (ingested, trained_ae, centres, clustered, scored, registered):
+        for task in (ingested, *member_tasks, scored, registered):
             # URI and credentials come from the cluster at run time, never from the package;
             # optional, so a cluster without the Secret (or an MLflow without auth) works, on
             # the backends that know optional keys (pipelines.backends drops it for the others).
             kubernetes.use_secret_as_env(task, secret_name=p.mlflow_secret,
                                          secret_key_to_env={k: k for k in MLFLOW_SECRET_KEYS},
                                          optional=True)
-        for task in (trained_ae, clustered):
-            task.set_retry(num_retries=2, backoff_duration="60s", backoff_factor=2)
         return registered.outputs["registered"]
+
+    description = ("Deep Embedded Clustering: pretrain, initialise clusters, DEC, evaluate, "
+                   f"register in MLflow. Runs on {backend.covers}.")
+    if c.members > 1:
+        @dsl.pipeline(name=PIPELINE_NAME, description=description)
+        def dec_pipeline(
+            seed: int = c.seed,
+            data: dict = sections["data"],
+            autoencoder: dict = sections["autoencoder"],
+            pretrain_config: dict = sections["pretrain"],
+            init: dict = sections["init"],
+            dec: dict = sections["dec"],
+            registry: dict = sections["registry"],
+            model_name: str = model_name,
+            tracking_uri: str = "",  # empty: $MLFLOW_TRACKING_URI, from the Secret on a cluster
+            experiment: str = names.DEFAULT_EXPERIMENT,
+            checkpoint_root: str = p.checkpoint_root,
+            n_clusters: int = c.dec.n_clusters,
+            members: int = c.members,
+        ) -> Artifact:
+            return steps(seed, data, autoencoder, pretrain_config, init, dec, registry,
+                         model_name, tracking_uri, experiment, checkpoint_root, n_clusters,
+                         members)
+
+        return dec_pipeline
+
+    @dsl.pipeline(name=PIPELINE_NAME, description=description)
+    def dec_pipeline(
+        seed: int = c.seed,
+        data: dict = sections["data"],
+        autoencoder: dict = sections["autoencoder"],
+        pretrain_config: dict = sections["pretrain"],
+        init: dict = sections["init"],
+        dec: dict = sections["dec"],
+        registry: dict = sections["registry"],
+        model_name: str = model_name,
+        tracking_uri: str = "",  # empty: $MLFLOW_TRACKING_URI, from the Secret on a cluster
+        experiment: str = names.DEFAULT_EXPERIMENT,
+        checkpoint_root: str = p.checkpoint_root,
+        n_clusters: int = c.dec.n_clusters,
+    ) -> Artifact:
+        return steps(seed, data, autoencoder, pretrain_config, init, dec, registry, model_name,
+                     tracking_uri, experiment, checkpoint_root, n_clusters)
 
     return dec_pipeline
 
@@ -365,6 +439,8 @@ def pipeline_arguments(config: RunConfig, **extra) -> dict:
         "dec": sections["dec"],
         "registry": sections["registry"],
         "n_clusters": config.dec.n_clusters,
+        # A pipeline of one member has no such parameter (its DAG has no loop).
+        **({"members": config.members} if config.members > 1 else {}),
         **extra,
     }
 

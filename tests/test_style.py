@@ -138,7 +138,7 @@ def test_the_components_are_the_steps_named_in_dec_lib_names():
     from components import __all__ as components
     from dec_lib import names
 
-    assert sorted(components) == sorted(names.STEPS)
+    assert sorted(components) == sorted(names.STEPS + names.MEMBER_STEPS)
 
 
 # -------------------------------------------------------------------------------- docstrings

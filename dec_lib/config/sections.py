@@ -62,6 +62,7 @@ MAX_EPOCHS = 100_000
 MAX_STEPS = 100_000_000
 MAX_BATCH = 1_000_000
 MAX_CLUSTERS = 100_000
+MAX_MEMBERS = 9
 MAX_PATH = 4096
 
 _LEARNING_RATE = Interval(0, 100, closed="right")  # 0 trains nothing
@@ -236,6 +237,13 @@ class RunConfig:
         software (README, "Reproducibility").""",
         # numpy's and TensorFlow's seeds are unsigned 32-bit: a larger one crashed training.
         Interval(0, MAX_SEED))
+    members: int = setting(
+        1, """Independent members (pretraining, initialisation, self-training) a pipeline run
+        trains side by side; the one whose clusters agree best with the others' (mean adjusted
+        Rand index, no labels) is evaluated and registered. Member 0 has the run's seed, member
+        i the seed + 1000 i. Three outvote a member whose pretraining merged part of one class
+        into another (BENCHMARKS.md). More than 1 needs KFP backend 2.14 or later.""",
+        Interval(1, MAX_MEMBERS))
     data: DataConfig = field(default_factory=DataConfig)
     autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
@@ -344,6 +352,10 @@ class RunConfig:
                 f"{self.dec.n_clusters} clusters cannot be formed from "
                 f"data.n_samples={self.data.n_samples} images",
             )
+        if self.members > 1 and self.registry.warm_start:
+            raise ConfigError("members", f"{self.members} members cannot warm-start: retraining "
+                              "continues the one champion, so every member would be the same; "
+                              "set members=1 with registry.warm_start")
         return self
 
 

@@ -272,11 +272,29 @@ def check_run_key(run_key: str) -> str:
     return run_key
 
 
+MEMBER_KEY_SEPARATOR = "/member-"
+"""Between a pipeline run's key and a member's index, in the key of the member's own run."""
+PARENT_RUN_TAG = "mlflow.parentRunId"
+"""MLflow's own tag: its UI shows a member's run nested under the pipeline's."""
+
+
+def member_run_key(run_key: str, index: int) -> str:
+    """The key of member ``index``'s MLflow run in pipeline run ``run_key`` (``members`` > 1)."""
+    return f"{run_key}{MEMBER_KEY_SEPARATOR}{index}"
+
+
+def parent_run_key(run_key: str) -> str | None:
+    """The pipeline run's key when ``run_key`` is a member's (``member_run_key``), else None."""
+    parent, separator, index = run_key.rpartition(MEMBER_KEY_SEPARATOR)
+    return parent if separator and parent and index.isdigit() else None
+
+
 def find_or_create_run(run_key: str, experiment_id: str) -> str:
     """The id of the MLflow run for pipeline run ``run_key``, created by the first step to ask.
 
     Runs are found by the key's SHA-256 (``RUN_KEY_DIGEST_TAG``): a key may hold quotes a
-    filter cannot carry. The key itself is kept as ``RUN_KEY_TAG`` and as the run's name.
+    filter cannot carry. The key itself is kept as ``RUN_KEY_TAG`` and as the run's name. A
+    member's run (``member_run_key``) is created as a child of the pipeline's run.
 
     Parameters
     ----------
@@ -302,10 +320,12 @@ def find_or_create_run(run_key: str, experiment_id: str) -> str:
 
     run_id = with_retries(find, f"look up the run of {run_key!r}")
     if run_id is None:
-        run = with_retries(lambda: client.create_run(
-            experiment_id, run_name=run_key, tags={RUN_KEY_TAG: run_key,
-                                                   RUN_KEY_DIGEST_TAG: digest}),
-            f"create the run of {run_key!r}")
+        tags = {RUN_KEY_TAG: run_key, RUN_KEY_DIGEST_TAG: digest}
+        parent = parent_run_key(run_key)
+        if parent is not None:
+            tags[PARENT_RUN_TAG] = find_or_create_run(parent, experiment_id)
+        run = with_retries(lambda: client.create_run(experiment_id, run_name=run_key, tags=tags),
+                           f"create the run of {run_key!r}")
         run_id = run.info.run_id
     return run_id
 

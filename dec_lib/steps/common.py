@@ -124,8 +124,9 @@ class TrackingContext:
     def step(self, name: str):
         """The step's MLflow run, as a context manager (``tracking.step_run``).
 
-        Only the pipeline's last step (``dec_lib.names.LAST_STEP``), or a step's own run,
-        ends the run FINISHED.
+        Only the pipeline's last step (``dec_lib.names.LAST_STEP``), a step's own run, or a
+        member's last step (``dec_lib.names.DEC_TRAIN`` in a member's run), ends the run
+        FINISHED.
 
         Parameters
         ----------
@@ -134,7 +135,9 @@ class TrackingContext:
         """
         return tracking.step_run(self.run_key, name, tracking_uri=self.tracking_uri or None,
                                  experiment=self.experiment,
-                                 final=self.owns_run or name == names.LAST_STEP)
+                                 final=self.owns_run or name == names.LAST_STEP
+                                 or (name == names.DEC_TRAIN
+                                     and tracking.parent_run_key(self.run_key) is not None))
 
     def own(self, step: str, *work: Any) -> TrackingContext:
         """This context, or, without a pipeline run key (a cacheable step), a run of its own.

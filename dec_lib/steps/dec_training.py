@@ -50,7 +50,7 @@ def dec_train(dataset_path: str, autoencoder_path: str, centres_path: str, dec: 
     from dec_lib.core.phases import self_train
     from dec_lib.model.saving import load_model, save_model
 
-    with ctx.step(names.DEC_TRAIN):
+    with ctx.step(names.DEC_TRAIN) as run:
         log_sections(config, "dec")
         dataset = read_dataset(dataset_path)
         centres, initial_labels = read_init(centres_path)
@@ -59,5 +59,8 @@ def dec_train(dataset_path: str, autoencoder_path: str, centres_path: str, dec: 
                              image_shape=dataset.image_shape, tracker=tracking.MlflowTracker())
         save_model(trained.model, Path(out_path) / "dec.keras")
         save_dec_history(out_path, trained.updates, config.dec.tol, config.dec.warmup_iterations)
+    # The seed and the run's record let a choice among members (``choose_member``) pair this
+    # model with its autoencoder and adopt its MLflow record.
     return {"iterations": trained.result.iterations, "converged": trained.result.converged,
-            "data_unchanged": data_unchanged}
+            "data_unchanged": data_unchanged, "seed": config.seed,
+            "tracking": tracking.run_record(run.info.run_id)}

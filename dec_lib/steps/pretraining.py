@@ -56,7 +56,7 @@ def pretrain(dataset_path: str, autoencoder: dict, pretrain: dict, seed: int, ou
                                      .encode()).hexdigest()[:16]
                 checkpoint_dir = Path(checkpoint_root) / f"pretrain-{key}"
             meta = _pretrain(dataset, config, Path(out_path), checkpoint_dir)
-    return {**finite(meta), "tracking": tracking.run_record(run.info.run_id)}
+    return {**finite(meta), "seed": config.seed, "tracking": tracking.run_record(run.info.run_id)}
 
 
 def _pretrain(dataset, config: RunConfig, out: Path, checkpoint_dir: Path | None

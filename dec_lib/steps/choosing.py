@@ -1,0 +1,136 @@
+"""The steps of a run with several members: plan them, then keep the one the others agree with.
+
+A member is a whole pretraining, initialisation and self-training from a seed of its own. Some
+pretraining draws merge part of one class into another, and nothing later in the same member
+repairs it (BENCHMARKS.md, "`best`'s tail"); another member rarely makes the same merge, so the
+member whose clusters agree best with the others' is kept (``dec_lib.model.agreement``).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from dec_lib import names
+from dec_lib.config.sections import MAX_SEED
+from dec_lib.data.datasets import read_dataset
+from dec_lib.errors import DecError
+from dec_lib.mlops import tracking
+from dec_lib.steps.common import (
+    TrackingContext,
+    begin,
+    config_from_sections,
+    finite,
+    log,
+    user_errors_exit,
+)
+
+MEMBER_SEED_STRIDE = 1000
+"""Member i's seed is the run's seed + i times this (modulo 2**32): member 0 is the run itself."""
+
+
+def member_seed(seed: int, index: int) -> int:
+    """The seed of member ``index`` of a run seeded ``seed``."""
+    return (seed + MEMBER_SEED_STRIDE * index) % (MAX_SEED + 1)
+
+
+@user_errors_exit
+def plan_members(seed: int, members: int, ctx: TrackingContext) -> list[dict[str, Any]]:
+    """Each member's seed and the key of its MLflow run, in member order.
+
+    The pipeline's MLflow run is created here, before the members start side by side: each
+    member's run is nested in it, and members creating it at once could make two.
+
+    Parameters
+    ----------
+    seed : int
+        The run's seed.
+    members : int
+        How many members (the ``members`` setting).
+    ctx : TrackingContext
+        The pipeline's run; each member's run is keyed under its key.
+
+    Returns
+    -------
+    list of dict
+        ``{"index", "seed", "run_key"}`` per member, for the pipeline's loop over members.
+    """
+    begin(names.PLAN_MEMBERS, tensorflow=False)
+    config = config_from_sections(seed, members=members)
+    plan = [{"index": i, "seed": member_seed(config.seed, i),
+             "run_key": tracking.member_run_key(ctx.run_key, i)} for i in range(config.members)]
+    with ctx.step(names.PLAN_MEMBERS):
+        tracking.log_params({"seed": config.seed, "members": config.members})
+    log.info("plan_members: %d members, seeds %s", len(plan), [m["seed"] for m in plan])
+    return plan
+
+
+@user_errors_exit
+def choose_member(dataset_path: str, plan: list[dict[str, Any]], models: list[tuple[str, dict]],
+                  autoencoders: list[tuple[str, dict]], out_model: str, out_autoencoder: str,
+                  ctx: TrackingContext) -> dict[str, Any]:
+    """Keep the member whose clusters agree best with the other members' clusters.
+
+    The chosen member's DEC model and autoencoder are copied to the outputs, and its MLflow
+    record (pretraining, initialisation and self-training) is adopted into the pipeline's run,
+    so that the run reads as a run of one member, with the choice beside it (``members.*``).
+
+    Parameters
+    ----------
+    dataset_path : str
+        The ingested data, on which every member's clusters are compared.
+    plan : list of dict
+        ``plan_members``' output: the members' seeds in member order, which the choice and its
+        records keep whatever order the models are collected in.
+    models, autoencoders : list of (str, dict)
+        Each member's DEC model and pretrained autoencoder: path and artifact metadata, which
+        carries the member's ``seed``.
+    out_model, out_autoencoder : str
+        Where the chosen member's model and autoencoder go.
+    ctx : TrackingContext
+        The pipeline's run.
+
+    Returns
+    -------
+    dict
+        The chosen model's metadata, with the choice (``member``, ``member_seed``,
+        ``agreement``).
+    """
+    begin(names.CHOOSE_MEMBER)
+    from dec_lib.model.agreement import agreement_medoid
+    from dec_lib.model.dec_model import cluster_labels, soft_assignments
+    from dec_lib.model.saving import load_model
+
+    seeds = [int(member["seed"]) for member in plan]
+    model_by_seed = {int(meta.get("seed", -1)): (path, meta) for path, meta in models}
+    autoencoder_by_seed = {int(meta.get("seed", -1)): path for path, meta in autoencoders}
+    if (len(seeds) < 2 or sorted(model_by_seed) != sorted(seeds)
+            or sorted(autoencoder_by_seed) != sorted(seeds) or len(models) != len(seeds)):
+        raise DecError(f"expected a model and an autoencoder for each of the "
+                       f"members seeded {seeds}; got models seeded "
+                       f"{sorted(int(m.get('seed', -1)) for _, m in models)} and autoencoders "
+                       f"seeded {sorted(int(m.get('seed', -1)) for _, m in autoencoders)}")
+    models = [model_by_seed[seed] for seed in seeds]
+    with ctx.step(names.CHOOSE_MEMBER):
+        dataset = read_dataset(dataset_path)
+        labelings = [cluster_labels(soft_assignments(load_model(str(Path(path) / "dec.keras")),
+                                                     dataset.x))
+                     for path, _ in models]
+        choice = agreement_medoid(labelings)
+        chosen_path, chosen_meta = models[choice.index]
+        tracking.adopt("chosen_member", chosen_meta.get("tracking"))
+        tracking.log_params({"members.seeds": ",".join(map(str, seeds)),
+                             "members.chosen_seed": seeds[choice.index]})
+        tracking.log_metrics({"members.count": len(models),
+                              "members.chosen": choice.index,
+                              **{f"members.agreement.{i}": float(a)
+                                 for i, a in enumerate(choice.agreement)}})
+        shutil.copytree(chosen_path, out_model)
+        shutil.copytree(autoencoder_by_seed[seeds[choice.index]], out_autoencoder)
+        log.info("choose_member: member %d (seed %d) agrees best with the others: mean ARI %s",
+                 choice.index, seeds[choice.index],
+                 ", ".join(f"{a:.4f}" for a in choice.agreement))
+    meta = {k: v for k, v in chosen_meta.items() if k != "tracking"}
+    return finite({**meta, "member": choice.index, "member_seed": seeds[choice.index],
+                   "agreement": [round(float(a), 6) for a in choice.agreement]})
