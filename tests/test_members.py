@@ -2,6 +2,7 @@
 DAG under kfp.local choosing the member the others agree with."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -187,3 +188,22 @@ def test_a_choice_without_a_model_for_every_planned_member_fails_in_one_line(cap
     assert "choose_member: expected a model and an autoencoder for each of the members seeded " \
         "[0, 1000]; got models seeded [0]" in errors[0]
     assert not Path("out-model").exists()
+
+
+@pytest.mark.parametrize("members, message", [
+    (1, "1 member in a pipeline compiled for several: compile the pipeline with members=1"),
+    (12, r"setting 'members': must be in \[1, 9\]"),
+])
+def test_a_member_count_changed_at_submission_is_checked_before_anything_trains(
+        members, message, capfd, tmp_path):
+    from dec_lib.steps import TrackingContext, plan_members
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    with pytest.raises(SystemExit) as stopped:
+        plan_members(0, members, TrackingContext("a-run", uri))
+    assert stopped.value.code == 1
+    captured = capfd.readouterr()
+    errors = [line for line in (captured.out + captured.err).splitlines()
+              if '"dec_event": "error"' in line]
+    assert len(errors) == 1 and re.search(message, errors[0])
+    assert not (tmp_path / "mlflow.db").exists()  # no run recorded

@@ -15,7 +15,7 @@ from typing import Any
 from dec_lib import names
 from dec_lib.config.sections import MAX_SEED
 from dec_lib.data.datasets import read_dataset
-from dec_lib.errors import DecError
+from dec_lib.errors import ConfigError, DecError
 from dec_lib.mlops import tracking
 from dec_lib.steps.common import (
     TrackingContext,
@@ -58,6 +58,10 @@ def plan_members(seed: int, members: int, ctx: TrackingContext) -> list[dict[str
     """
     begin(names.PLAN_MEMBERS, tensorflow=False)
     config = config_from_sections(seed, members=members)
+    if config.members < 2:  # only the DAG of several members has this step
+        raise ConfigError("members", f"{config.members} member in a pipeline compiled for "
+                          "several: compile the pipeline with members=1 instead (it has no "
+                          "loop over members)")
     plan = [{"index": i, "seed": member_seed(config.seed, i),
              "run_key": tracking.member_run_key(ctx.run_key, i)} for i in range(config.members)]
     with ctx.step(names.PLAN_MEMBERS):
