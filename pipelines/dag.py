@@ -274,6 +274,10 @@ def build_pipeline(config: "RunConfig | None" = None, placement: "Placement | No
     depends on the registry, so its pretraining is never cached. Nothing else is cached: every
     later step logs to the pipeline's MLflow run, and registration must always happen. An
     ingest that reads a URI or a volume is never cached (see `reads_changing_data`).
+
+    With ``config.members`` > 1 the DAG has the loop over members (the module's docstring) and
+    the pipeline a ``members`` parameter, so the count can change at submission; with 1 it has
+    neither. The loop needs a backend that collects artifacts (``Backend.collected_artifacts``).
     """
     c = config or preset("default")
     p = placement or Placement(local=True)
