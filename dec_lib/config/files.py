@@ -176,7 +176,8 @@ def _check_depth(path: Path, value: Any) -> None:
 def _nest(path: Path, raw: Mapping[Any, Any]) -> dict[str, Any]:
     """Merge ``section: {key: v}`` and dotted ``section.key: v`` into one nested dict."""
     nested: dict[str, Any] = {}
-    known = ", ".join(["seed", PRESET_KEY, *RunConfig.SECTIONS])
+    top = [item.key for item in declared_settings() if item.section is None]  # seed, members
+    known = ", ".join([*top, PRESET_KEY, *RunConfig.SECTIONS])
 
     def put(section: str, key: Any, value: Any) -> None:
         if not isinstance(key, str):
@@ -191,7 +192,7 @@ def _nest(path: Path, raw: Mapping[Any, Any]) -> dict[str, Any]:
             raise ConfigError(short_repr(key), f"keys must be text (in {path})")
         section, dot, name = key.partition(".")
         if section not in RunConfig.SECTIONS:
-            if dot or key not in ("seed", PRESET_KEY):
+            if dot or key not in (*top, PRESET_KEY):
                 raise ConfigError(key, f"unknown section or key (in {path}); known: {known}")
             nested[key] = value
         elif dot:
@@ -234,8 +235,8 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     if raw is None:  # an empty YAML file: nothing to change
         raw = {}
     if not isinstance(raw, Mapping):
-        raise DataError(path, "the top level must be a mapping of sections (seed, preset, "
-                        f"{', '.join(RunConfig.SECTIONS)}), got {type(raw).__name__}")
+        raise DataError(path, "the top level must be a mapping of sections (seed, members, "
+                        f"preset, {', '.join(RunConfig.SECTIONS)}), got {type(raw).__name__}")
     hints = {item.key: item.hint for item in declared_settings()}
     result: dict[str, Any] = {}
     for key, value in _nest(path, raw).items():
