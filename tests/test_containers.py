@@ -183,3 +183,26 @@ def test_the_serving_image_answers_v2_with_the_registered_champion(engine, conta
         assert container.exec_run("id -u").output.decode().strip() == str(NON_ROOT_UID)
     finally:
         container.remove(force=True)
+
+
+def test_members_run_in_the_image_and_the_chosen_one_is_registered(engine, tmp_path):
+    """The loop over members and the fan-in of their models, in containers (``members=3``)."""
+    from mlflow import MlflowClient
+
+    result = _cli(["run", "--runner", "docker", "--preset", "quick", "--set", "members=3",
+                   "--set", "data.n_samples=600", "--set", "pretrain.epochs=5",
+                   "--set", "dec.maxiter=60", "--set", "dec.update_interval=20",
+                   "--work-dir", str(tmp_path), "--summary", str(tmp_path / "summary.json")])
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    (run_dir,) = [p for p in (tmp_path / "kfp-outputs").iterdir() if p.is_dir()]
+    members = sorted(run_dir.glob("for-loop-*-iteration-*"))
+    assert len(members) == 3
+    assert all((m / "dec-train" / "model" / "dec.keras").stat().st_uid == NON_ROOT_UID
+               for m in members)
+    chosen = int(MlflowClient(summary["tracking_uri"]).get_run(
+        summary["mlflow_run_id"]).data.metrics["members.chosen"])
+    chosen_dir = next(m for m in members if m.name.endswith(f"-{chosen}"))
+    assert ((run_dir / "choose-member" / "model" / "dec.keras").read_bytes()
+            == (chosen_dir / "dec-train" / "model" / "dec.keras").read_bytes())
+    assert summary["alias"] == "champion" and "choose_member" in summary["phase_seconds"]
