@@ -356,9 +356,7 @@ def build_pipeline(config: "RunConfig | None" = None, placement: "Placement | No
             plan = _place(plan_members(seed=seed, members=members, **run),
                           names.PLAN_MEMBERS, p.image)
             plan.set_caching_options(False)
-            # On a cluster every member is its own pods, side by side. Locally one machine runs
-            # them, and each step already sizes its thread pools to all of its cores.
-            with dsl.ParallelFor(plan.output, parallelism=1 if p.local else 0) as member:
+            with dsl.ParallelFor(plan.output) as member:
                 member_tasks = member_steps(member.seed, {**run, "run_key": member.run_key})
             trained_ae, _, clustered = member_tasks
             chosen = _place(choose_member(

@@ -59,17 +59,6 @@ def test_members_train_inside_a_loop_between_plan_and_choice(compiled_members):
     assert key_input["parameterExpressionSelector"] == 'parseJson(string_value)["run_key"]'
 
 
-def test_members_run_side_by_side_on_a_cluster_and_one_at_a_time_locally(compiled_members,
-                                                                        tmp_path):
-    spec, _ = compiled_members
-    loop, _ = _loop(spec)
-    assert "iteratorPolicy" not in spec["root"]["dag"]["tasks"][loop]
-    path = tmp_path / "local.yaml"
-    compiler.Compiler().compile(build_pipeline(preset("quick", ["members=3"])), str(path))
-    local = next(yaml.safe_load_all(path.read_text()))
-    assert local["root"]["dag"]["tasks"][loop]["iteratorPolicy"] == {"parallelismLimit": 1}
-
-
 def test_member_pretraining_still_goes_to_a_gpu_node(tmp_path):
     path = tmp_path / "members.yaml"
     compiler.Compiler().compile(build_pipeline(preset("best", ["members=3"]), Placement()),
