@@ -9,6 +9,7 @@ hands the member the others agree with to evaluation and registration.
 compiled for a cluster and run by ``kfp.local``, which ignores the Kubernetes settings.
 """
 
+import inspect
 import re
 from dataclasses import dataclass
 
@@ -387,28 +388,35 @@ def build_pipeline(config: "RunConfig | None" = None, placement: "Placement | No
 
     description = ("Deep Embedded Clustering: pretrain, initialise clusters, DEC, evaluate, "
                    f"register in MLflow. Runs on {backend.covers}.")
-    if c.members > 1:
-        @dsl.pipeline(name=PIPELINE_NAME, description=description)
-        def dec_pipeline(
-            seed: int = c.seed,
-            data: dict = sections["data"],
-            autoencoder: dict = sections["autoencoder"],
-            pretrain_config: dict = sections["pretrain"],
-            init: dict = sections["init"],
-            dec: dict = sections["dec"],
-            registry: dict = sections["registry"],
-            model_name: str = model_name,
-            tracking_uri: str = "",  # empty: $MLFLOW_TRACKING_URI, from the Secret on a cluster
-            experiment: str = names.DEFAULT_EXPERIMENT,
-            checkpoint_root: str = p.checkpoint_root,
-            n_clusters: int = c.dec.n_clusters,
-            members: int = c.members,
-        ) -> Artifact:
-            return steps(seed, data, autoencoder, pretrain_config, init, dec, registry,
-                         model_name, tracking_uri, experiment, checkpoint_root, n_clusters,
-                         members)
 
-        return dec_pipeline
+    def dec_pipeline(
+        seed: int = c.seed,
+        data: dict = sections["data"],
+        autoencoder: dict = sections["autoencoder"],
+        pretrain_config: dict = sections["pretrain"],
+        init: dict = sections["init"],
+        dec: dict = sections["dec"],
+        registry: dict = sections["registry"],
+        model_name: str = model_name,
+        tracking_uri: str = "",  # empty: $MLFLOW_TRACKING_URI, from the Secret on a cluster
+        experiment: str = names.DEFAULT_EXPERIMENT,
+        checkpoint_root: str = p.checkpoint_root,
+        n_clusters: int = c.dec.n_clusters,
+        members: int = c.members,
+    ) -> Artifact:
+        return steps(seed, data, autoencoder, pretrain_config, init, dec, registry, model_name,
+                     tracking_uri, experiment, checkpoint_root, n_clusters,
+                     members if c.members > 1 else None)
+
+    if c.members == 1:
+        # One member: no loop, so no ``members`` parameter, which a submission could otherwise
+        # set to no effect. KFP reads the pipeline's parameters from its signature.
+        signature = inspect.signature(dec_pipeline)
+        dec_pipeline.__signature__ = signature.replace(parameters=[
+            parameter for parameter in signature.parameters.values()
+            if parameter.name != "members"])
+    dec_pipeline = dsl.pipeline(name=PIPELINE_NAME, description=description)(dec_pipeline)
+    return dec_pipeline
 
     @dsl.pipeline(name=PIPELINE_NAME, description=description)
     def dec_pipeline(
