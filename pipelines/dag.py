@@ -415,28 +415,7 @@ def build_pipeline(config: "RunConfig | None" = None, placement: "Placement | No
         dec_pipeline.__signature__ = signature.replace(parameters=[
             parameter for parameter in signature.parameters.values()
             if parameter.name != "members"])
-    dec_pipeline = dsl.pipeline(name=PIPELINE_NAME, description=description)(dec_pipeline)
-    return dec_pipeline
-
-    @dsl.pipeline(name=PIPELINE_NAME, description=description)
-    def dec_pipeline(
-        seed: int = c.seed,
-        data: dict = sections["data"],
-        autoencoder: dict = sections["autoencoder"],
-        pretrain_config: dict = sections["pretrain"],
-        init: dict = sections["init"],
-        dec: dict = sections["dec"],
-        registry: dict = sections["registry"],
-        model_name: str = model_name,
-        tracking_uri: str = "",  # empty: $MLFLOW_TRACKING_URI, from the Secret on a cluster
-        experiment: str = names.DEFAULT_EXPERIMENT,
-        checkpoint_root: str = p.checkpoint_root,
-        n_clusters: int = c.dec.n_clusters,
-    ) -> Artifact:
-        return steps(seed, data, autoencoder, pretrain_config, init, dec, registry, model_name,
-                     tracking_uri, experiment, checkpoint_root, n_clusters)
-
-    return dec_pipeline
+    return dsl.pipeline(name=PIPELINE_NAME, description=description)(dec_pipeline)
 
 
 def pipeline_arguments(config: RunConfig, **extra) -> dict:
