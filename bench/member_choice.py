@@ -6,6 +6,11 @@ agrees best with the others', and the labels score the pick afterwards. This mea
 pipeline that trains that many members and keeps the medoid would reach, from runs that were
 each made whole by the pipeline, before the pipeline does it itself.
 
+Beside the pick, it scores what no single model gives: the members' soft assignments averaged,
+after each member's clusters are renumbered to the medoid's (matched by the Hungarian method on
+the two partitions, no labels), and each image put in the cluster with the highest mean. That is
+what an ensemble of the members would reach if it were served as one model.
+
     .venv/bin/python bench/quality.py --preset best --seeds 0 1 2 3 4 --work-dir W
     .venv/bin/python bench/member_choice.py W/best-seed-* --members 3
 
@@ -26,20 +31,37 @@ from records import merge_record
 
 
 def final_labels(work: Path) -> tuple[str, object, object]:
-    """The fingerprint of the run's data, its labels, and its DEC model's clusters."""
+    """The fingerprint of the run's data, its labels, and its DEC model's soft assignments."""
     from dec_lib.data.datasets import read_dataset
-    from dec_lib.model.dec_model import cluster_labels, soft_assignments
+    from dec_lib.model.dec_model import soft_assignments
     from dec_lib.model.saving import load_model
 
     paths = artifacts(work)
     dataset = read_dataset(str(paths["dataset"]))
     model = load_model(str(paths["dataset"].parent.parent / "dec-train" / "model"))
     fingerprint = hashlib.sha256(dataset.x.tobytes()).hexdigest()[:16]
-    return fingerprint, dataset.y, cluster_labels(soft_assignments(model, dataset.x))
+    return fingerprint, dataset.y, soft_assignments(model, dataset.x)
+
+
+def ensemble_labels(soft: list, reference: int):
+    """Clusters from the members' soft assignments, averaged in the reference's numbering."""
+    import numpy as np
+
+    from dec_lib.model.dec_model import cluster_labels
+    from dec_lib.model.metrics import cluster_to_label
+
+    anchor = cluster_labels(soft[reference])
+    total = np.zeros_like(soft[reference])
+    for q in soft:
+        mapping = cluster_to_label(anchor, cluster_labels(q))
+        for cluster, target in mapping.items():
+            total[:, target] += q[:, cluster]
+    return cluster_labels(total)
 
 
 def main() -> None:
     from dec_lib.model.agreement import agreement_medoid
+    from dec_lib.model.dec_model import cluster_labels
     from dec_lib.model.metrics import evaluate_clustering
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -53,44 +75,54 @@ def main() -> None:
                          "(the number of runs given)")
     runs, y, fingerprint = {}, None, None
     for work in args.work_dirs:
-        found, truth, labels = final_labels(work)
+        found, truth, soft = final_labels(work)
+        labels = cluster_labels(soft)
         if fingerprint not in (None, found):
             raise SystemExit(f"{work}: its data differ from {args.work_dirs[0]}'s "
                              "(compare runs on one data set)")
         fingerprint, y = found, truth
         report = evaluate_clustering(y, labels)
-        runs[str(work)] = {"seed": seed_of(work), "labels": labels, "acc": report.acc,
-                           "nmi": report.nmi}
+        runs[str(work)] = {"seed": seed_of(work), "labels": labels, "soft": soft,
+                           "acc": report.acc, "nmi": report.nmi}
         print(f"{work}: seed {runs[str(work)]['seed']} ACC {report.acc:.4f} "
               f"NMI {report.nmi:.4f}", flush=True)
     picks = []
     for combo in itertools.combinations(runs, args.members):
         choice = agreement_medoid([runs[w]["labels"] for w in combo])
         chosen = combo[choice.index]
+        mean = evaluate_clustering(y, ensemble_labels([runs[w]["soft"] for w in combo],
+                                                      choice.index))
         picks.append({"runs": [runs[w]["seed"] for w in combo], "chosen": runs[chosen]["seed"],
                       "acc": runs[chosen]["acc"], "nmi": runs[chosen]["nmi"],
-                      "agreement": [round(float(a), 5) for a in choice.agreement]})
+                      "agreement": [round(float(a), 5) for a in choice.agreement],
+                      "ensemble_acc": mean.acc, "ensemble_nmi": mean.nmi})
     single = [r["acc"] for r in runs.values()]
     record = {
         "label": args.label, "members": args.members, "fingerprint": fingerprint,
-        "runs": {w: {k: v for k, v in r.items() if k != "labels"} for w, r in runs.items()},
+        "runs": {w: {k: v for k, v in r.items() if k not in ("labels", "soft")}
+                 for w, r in runs.items()},
         "single_run": {"median_acc": statistics.median(single), "min_acc": min(single),
                        "median_nmi": statistics.median(r["nmi"] for r in runs.values())},
         "chosen": {"combinations": len(picks),
                    "median_acc": statistics.median(p["acc"] for p in picks),
                    "min_acc": min(p["acc"] for p in picks),
                    "median_nmi": statistics.median(p["nmi"] for p in picks)},
+        "ensemble": {"median_acc": statistics.median(p["ensemble_acc"] for p in picks),
+                     "min_acc": min(p["ensemble_acc"] for p in picks),
+                     "median_nmi": statistics.median(p["ensemble_nmi"] for p in picks)},
         "picks": picks,
         "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} CPUs",
         "date": time.strftime("%Y-%m-%d"),
     }
     merge_record("member_choice", record, indent=1)
-    s, c = record["single_run"], record["chosen"]
+    s, c, e = record["single_run"], record["chosen"], record["ensemble"]
     print("| | runs | median ACC | min ACC | median NMI |\n|---|---|---|---|---|")
     print(f"| one run | {len(single)} | {s['median_acc']:.4f} | {s['min_acc']:.4f} | "
           f"{s['median_nmi']:.4f} |")
     print(f"| medoid of {args.members} | {c['combinations']} combinations | "
           f"{c['median_acc']:.4f} | {c['min_acc']:.4f} | {c['median_nmi']:.4f} |")
+    print(f"| mean soft assignment of {args.members} | {c['combinations']} combinations | "
+          f"{e['median_acc']:.4f} | {e['min_acc']:.4f} | {e['median_nmi']:.4f} |")
 
 
 if __name__ == "__main__":
