@@ -14,6 +14,11 @@ what an ensemble of the members would reach if it were served as one model.
     .venv/bin/python bench/quality.py --preset best --seeds 0 1 2 3 4 --work-dir W
     .venv/bin/python bench/member_choice.py W/best-seed-* --members 3
 
+A run made with ``members`` > 1 stands for its members (each loop iteration's DEC model), so
+the same measures apply to the members that one pipeline run trained:
+
+    .venv/bin/python bench/member_choice.py W/best-seed-2 --members 3   # W from --set members=3
+
 Adds one record per call to ``bench/results/member_choice.json`` and prints a table.
 """
 
@@ -30,15 +35,27 @@ from dec_candidates import artifacts, seed_of
 from records import merge_record
 
 
-def final_labels(work: Path) -> tuple[str, object, object]:
-    """The fingerprint of the run's data, its labels, and its DEC model's soft assignments."""
+def trained_models(work: Path) -> list[tuple[str, int, Path, Path]]:
+    """Name, seed, dataset and DEC model of the run in ``work``, or of each of its members."""
+    dataset = artifacts(work)["dataset"]
+    run = dataset.parent.parent
+    seed = seed_of(work)
+    members = sorted(run.glob("for-loop-*-iteration-*/dec-train/model"),
+                     key=lambda path: int(path.parent.parent.name.rsplit("-", 1)[1]))
+    if not members:
+        return [(str(work), seed, dataset, run / "dec-train" / "model")]
+    return [(f"{work}/member-{i}", (seed + 1000 * i) % 2**32, dataset, model)
+            for i, model in enumerate(members)]
+
+
+def final_labels(dataset_path: Path, model_path: Path) -> tuple[str, object, object]:
+    """The fingerprint of the data, their labels, and the DEC model's soft assignments."""
     from dec_lib.data.datasets import read_dataset
     from dec_lib.model.dec_model import soft_assignments
     from dec_lib.model.saving import load_model
 
-    paths = artifacts(work)
-    dataset = read_dataset(str(paths["dataset"]))
-    model = load_model(str(paths["dataset"].parent.parent / "dec-train" / "model"))
+    dataset = read_dataset(str(dataset_path))
+    model = load_model(str(model_path))
     fingerprint = hashlib.sha256(dataset.x.tobytes()).hexdigest()[:16]
     return fingerprint, dataset.y, soft_assignments(model, dataset.x)
 
@@ -70,19 +87,20 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=3)
     parser.add_argument("--label", default="", help="what the runs are, for the record")
     args = parser.parse_args()
-    if not 2 <= args.members <= len(args.work_dirs):
-        raise SystemExit(f"--members {args.members}: need 2 to {len(args.work_dirs)} "
-                         "(the number of runs given)")
+    trained = [found for work in args.work_dirs for found in trained_models(work)]
+    if not 2 <= args.members <= len(trained):
+        raise SystemExit(f"--members {args.members}: need 2 to {len(trained)} "
+                         "(the number of trained models given)")
     runs, y, fingerprint = {}, None, None
-    for work in args.work_dirs:
-        found, truth, soft = final_labels(work)
+    for work, seed, dataset_path, model_path in trained:
+        found, truth, soft = final_labels(dataset_path, model_path)
         labels = cluster_labels(soft)
         if fingerprint not in (None, found):
             raise SystemExit(f"{work}: its data differ from {args.work_dirs[0]}'s "
                              "(compare runs on one data set)")
         fingerprint, y = found, truth
         report = evaluate_clustering(y, labels)
-        runs[str(work)] = {"seed": seed_of(work), "labels": labels, "soft": soft,
+        runs[str(work)] = {"seed": seed, "labels": labels, "soft": soft,
                            "acc": report.acc, "nmi": report.nmi}
         print(f"{work}: seed {runs[str(work)]['seed']} ACC {report.acc:.4f} "
               f"NMI {report.nmi:.4f}", flush=True)
