@@ -72,12 +72,17 @@ that changes an ``init.*`` setting finds its own initial clusters on the run's p
 instead of taking the run's."""
 
 
-def artifacts(work: Path) -> dict[str, Path]:
-    """The dataset, pretrained model and initial clusters of the pipeline run in ``work``."""
+def run_outputs(work: Path) -> Path:
+    """The output folder of the latest pipeline run in ``work``."""
     outputs = sorted((work / "kfp-outputs").glob("*/"))
     if not outputs:
         raise SystemExit(f"{work}: no kfp-outputs/ (not a finished pipeline run's work dir)")
-    run = outputs[-1]
+    return outputs[-1]
+
+
+def artifacts(work: Path) -> dict[str, Path]:
+    """The dataset, pretrained model and initial clusters of the pipeline run in ``work``."""
+    run = run_outputs(work)
     found = {"dataset": run / "ingest" / "dataset", "autoencoder": run / "pretrain" / "model",
              "centres": run / "init-clusters" / "centres"}
     for name, path in found.items():

@@ -31,19 +31,21 @@ import statistics
 import time
 from pathlib import Path
 
-from dec_candidates import artifacts, seed_of
+from dec_candidates import artifacts, run_outputs, seed_of
 from records import merge_record
 
 
 def trained_models(work: Path) -> list[tuple[str, int, Path, Path]]:
     """Name, seed, dataset and DEC model of the run in ``work``, or of each of its members."""
-    dataset = artifacts(work)["dataset"]
-    run = dataset.parent.parent
+    run = run_outputs(work)
     seed = seed_of(work)
     members = sorted(run.glob("for-loop-*-iteration-*/dec-train/model"),
                      key=lambda path: int(path.parent.parent.name.rsplit("-", 1)[1]))
     if not members:
-        return [(str(work), seed, dataset, run / "dec-train" / "model")]
+        return [(str(work), seed, artifacts(work)["dataset"], run / "dec-train" / "model")]
+    dataset = run / "ingest" / "dataset"
+    if not dataset.exists():
+        raise SystemExit(f"{dataset}: missing (dataset)")
     return [(f"{work}/member-{i}", (seed + 1000 * i) % 2**32, dataset, model)
             for i, model in enumerate(members)]
 
