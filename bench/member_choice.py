@@ -46,7 +46,9 @@ def trained_models(work: Path) -> list[tuple[str, int, Path, Path]]:
     dataset = run / "ingest" / "dataset"
     if not dataset.exists():
         raise SystemExit(f"{dataset}: missing (dataset)")
-    return [(f"{work}/member-{i}", (seed + 1000 * i) % 2**32, dataset, model)
+    from dec_lib.steps.choosing import member_seed
+
+    return [(f"{work}/member-{i}", member_seed(seed, i), dataset, model)
             for i, model in enumerate(members)]
 
 
