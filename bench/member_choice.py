@@ -6,10 +6,10 @@ agrees best with the others', and the labels score the pick afterwards. This mea
 pipeline that trains that many members and keeps the medoid would reach, from runs that were
 each made whole by the pipeline, before the pipeline does it itself.
 
-Beside the pick, it scores what no single model gives: the members' soft assignments averaged,
-after each member's clusters are renumbered to the medoid's (matched by the Hungarian method on
-the two partitions, no labels), and each image put in the cluster with the highest mean. That is
-what an ensemble of the members would reach if it were served as one model.
+Beside the pick, it scores the members' soft assignments averaged, after each member's clusters
+are renumbered to the medoid's (matched by the Hungarian method on the two partitions, no
+labels), and each image put in the cluster with the highest mean: what the pipeline's
+``combine=mean`` model serves (``dec_lib.model.dec_model.mean_of_members``).
 
     .venv/bin/python bench/quality.py --preset best --seeds 0 1 2 3 4 --work-dir W
     .venv/bin/python bench/member_choice.py W/best-seed-* --members 3
@@ -65,19 +65,16 @@ def final_labels(dataset_path: Path, model_path: Path) -> tuple[str, object, obj
 
 
 def ensemble_labels(soft: list, reference: int):
-    """Clusters from the members' soft assignments, averaged in the reference's numbering."""
+    """Clusters from the members' soft assignments, averaged in the reference's numbering: what
+    the pipeline's ``combine=mean`` model assigns (``dec_model.mean_of_members``)."""
     import numpy as np
 
+    from dec_lib.model.agreement import aligned_order
     from dec_lib.model.dec_model import cluster_labels
-    from dec_lib.model.metrics import cluster_to_label
 
     anchor = cluster_labels(soft[reference])
-    total = np.zeros_like(soft[reference])
-    for q in soft:
-        mapping = cluster_to_label(anchor, cluster_labels(q))
-        for cluster, target in mapping.items():
-            total[:, target] += q[:, cluster]
-    return cluster_labels(total)
+    return cluster_labels(np.mean([q[:, aligned_order(anchor, cluster_labels(q), q.shape[1])]
+                                   for q in soft], axis=0))
 
 
 def main() -> None:

@@ -2,7 +2,8 @@
 
 With ``members`` > 1, pretraining, initialisation and self-training run once per member in a
 ``dsl.ParallelFor`` between two more steps: ``plan_members`` before, ``choose_member`` after, which
-hands the member the others agree with to evaluation and registration.
+hands one model to evaluation and registration: the members' mean, numbered as the member the
+others agree with best (``combine=mean``), or that member alone (``combine=medoid``).
 
 ``build_pipeline`` returns the KFP pipeline for a configuration (its parameter defaults) and a
 ``Placement`` (images, GPU nodes, the MLflow Secret, a checkpoint volume); the same object is
@@ -34,6 +35,8 @@ from dec_lib.runtime.devices import CPU_FALLBACK_ENV, GPUS_ENV
 from pipelines.backends import BACKENDS, DEFAULT_BACKEND, Backend
 
 PIPELINE_NAME = "dec-pipeline"
+MEMBER_PARAMETERS = ("members", "combine")
+"""The pipeline parameters of the DAG with a loop over members, absent from the one without."""
 
 
 @dataclass(frozen=True)
@@ -277,8 +280,9 @@ def build_pipeline(config: "RunConfig | None" = None, placement: "Placement | No
     ingest that reads a URI or a volume is never cached (see `reads_changing_data`).
 
     With ``config.members`` > 1 the DAG has the loop over members (the module's docstring) and
-    the pipeline a ``members`` parameter, so the count can change at submission; with 1 it has
-    neither. The loop needs a backend that collects artifacts (``Backend.collected_artifacts``).
+    the pipeline ``members`` and ``combine`` parameters, so both can change at submission; with
+    1 it has none of them. The loop needs a backend that collects artifacts
+    (``Backend.collected_artifacts``).
     """
     c = config or preset("default")
     p = placement or Placement(local=True)
@@ -291,7 +295,8 @@ def build_pipeline(config: "RunConfig | None" = None, placement: "Placement | No
     sections = _sections(c)
 
     def steps(seed, data, autoencoder, pretrain_config, init, dec, registry, model_name,
-              tracking_uri, experiment, checkpoint_root, n_clusters, members=None):
+              tracking_uri, experiment, checkpoint_root, n_clusters, members=None,
+              combine=None):
         # The run's id, not its display name: recurring runs have none, and names repeat.
         run = {"run_key": backend.run_key, "tracking_uri": tracking_uri,
                "experiment": experiment}
@@ -363,7 +368,8 @@ def build_pipeline(config: "RunConfig | None" = None, placement: "Placement | No
             chosen = _place(choose_member(
                 dataset=ingested.outputs["dataset"], plan=plan.output,
                 models=dsl.Collected(clustered.outputs["model"]),
-                autoencoders=dsl.Collected(trained_ae.outputs["model"]), **run),
+                autoencoders=dsl.Collected(trained_ae.outputs["model"]), combine=combine,
+                **run),
                 names.CHOOSE_MEMBER, p.image)
             chosen.set_caching_options(False)
             member_tasks = [plan, *member_tasks, chosen]
@@ -403,18 +409,21 @@ def build_pipeline(config: "RunConfig | None" = None, placement: "Placement | No
         checkpoint_root: str = p.checkpoint_root,
         n_clusters: int = c.dec.n_clusters,
         members: int = c.members,
+        combine: str = c.combine,
     ) -> Artifact:
+        several = c.members > 1
         return steps(seed, data, autoencoder, pretrain_config, init, dec, registry, model_name,
                      tracking_uri, experiment, checkpoint_root, n_clusters,
-                     members if c.members > 1 else None)
+                     members if several else None, combine if several else None)
 
     if c.members == 1:
-        # One member: no loop, so no ``members`` parameter, which a submission could otherwise
-        # set to no effect. KFP reads the pipeline's parameters from its signature.
+        # One member: no loop, so no ``members`` or ``combine`` parameter, which a submission
+        # could otherwise set to no effect. KFP reads the pipeline's parameters from its
+        # signature.
         signature = inspect.signature(dec_pipeline)
         dec_pipeline.__signature__ = signature.replace(parameters=[
             parameter for parameter in signature.parameters.values()
-            if parameter.name != "members"])
+            if parameter.name not in MEMBER_PARAMETERS])
     return dsl.pipeline(name=PIPELINE_NAME, description=description)(dec_pipeline)
 
 
@@ -430,8 +439,9 @@ def pipeline_arguments(config: RunConfig, **extra) -> dict:
         "dec": sections["dec"],
         "registry": sections["registry"],
         "n_clusters": config.dec.n_clusters,
-        # A pipeline of one member has no such parameter (its DAG has no loop).
-        **({"members": config.members} if config.members > 1 else {}),
+        # A pipeline of one member has no such parameters (its DAG has no loop).
+        **({"members": config.members, "combine": config.combine}
+           if config.members > 1 else {}),
         **extra,
     }
 

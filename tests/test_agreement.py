@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dec_lib.errors import DataError
-from dec_lib.model.agreement import agreement_medoid
+from dec_lib.model.agreement import agreement_medoid, aligned_order
 
 
 def _classes(n_per_class: int = 200, n_classes: int = 5) -> np.ndarray:
@@ -58,3 +58,32 @@ def test_pairwise_is_symmetric_with_ones_on_the_diagonal():
 def test_refuses_what_cannot_be_compared(members, message):
     with pytest.raises(DataError, match=message):
         agreement_medoid(members)
+
+
+def test_aligned_order_renumbers_a_member_as_the_reference_without_labels():
+    rng = np.random.default_rng(1)
+    reference = rng.integers(0, 6, 500)
+    renumbering = rng.permutation(6)
+    member = renumbering[reference]
+    member[:40] = rng.integers(0, 6, 40)  # some disagreement
+    order = aligned_order(reference, member, 6)
+    np.testing.assert_array_equal(order, renumbering)
+    assert (order[reference[40:]] == member[40:]).all()
+
+
+def test_aligned_order_is_a_permutation_even_where_a_cluster_is_empty():
+    reference = np.array([0, 0, 1, 1, 2, 2])
+    member = np.array([3, 3, 1, 1, 1, 1])  # clusters 0 and 2 unused, 1 holds two of reference's
+    order = aligned_order(reference, member, 4)
+    assert sorted(order) == [0, 1, 2, 3]
+    assert order[0] == 3 and 1 in (order[1], order[2])
+
+
+@pytest.mark.parametrize("labels, message", [
+    ([np.array([0, 1, 5]), np.array([0, 1, 2])], "beyond 3 clusters"),
+    ([np.array([0, 1, 2]), np.array([0, 1])], "member 1 labels 2 points"),
+    ([np.array([0, 1, 2]), np.array([0.5, 1, 2])], "not non-negative integers"),
+])
+def test_aligned_order_refuses_labelings_it_cannot_match(labels, message):
+    with pytest.raises(DataError, match=message):
+        aligned_order(*labels, 3)

@@ -133,6 +133,37 @@ def test_from_config_reproduces_the_outputs_with_alpha_not_one(points):
                            keras.ops.convert_to_numpy(original(z)), rtol=1e-3)
 
 
+def test_a_layer_of_members_gives_the_mean_of_each_members_q():
+    rng = np.random.default_rng(3)
+    z = rng.normal(size=(9, 6)).astype(np.float32)  # three members' 2-d embeddings side by side
+    centres = rng.normal(size=(3, 4, 2)).astype(np.float32)
+    layer = ClusteringLayer(4, alpha=1.5, members=3)
+    layer.build((None, 6))
+    layer.set_weights([centres])
+    out = keras.ops.convert_to_numpy(layer(z))
+    each = [soft_assignment(z[:, 2 * i:2 * i + 2], centres[i], 1.5) for i in range(3)]
+    np.testing.assert_allclose(out, np.mean(each, axis=0), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(soft_assignment(z, centres, 1.5), np.mean(each, axis=0),
+                               rtol=1e-12)
+    # Not the q of one set of centres over the whole embedding: the mean is what is computed.
+    assert not np.allclose(out, soft_assignment(z, np.concatenate(list(centres), axis=1), 1.5),
+                           atol=1e-3)
+    rebuilt = ClusteringLayer.from_config(layer.get_config())
+    rebuilt.build((None, 6))
+    assert rebuilt.members == 3 and tuple(rebuilt.centres.shape) == (3, 4, 2)
+
+
+def test_a_layer_saved_before_members_existed_loads_as_one_member():
+    config = ClusteringLayer(4, alpha=2.5).get_config()
+    del config["members"]
+    assert ClusteringLayer.from_config(config).members == 1
+
+
+def test_an_embedding_that_does_not_split_into_the_members_is_refused():
+    with pytest.raises(ValueError, match="7 wide cannot be 3 members"):
+        ClusteringLayer(4, members=3).build((None, 7))
+
+
 # --- saving and loading (dec_lib.model.saving) ---------------------------------------------------
 
 

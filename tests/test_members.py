@@ -1,5 +1,5 @@
 """Several members per run: the compiled DAG, the settings, MLflow's run keys, and the real
-DAG under kfp.local choosing the member the others agree with."""
+DAG under kfp.local combining the members around the one the others agree with."""
 
 import json
 import re
@@ -83,11 +83,22 @@ def test_member_pretraining_still_goes_to_a_gpu_node(tmp_path):
     assert tolerations[0]["key"] == "nvidia.com/gpu"
 
 
-def test_the_member_count_is_a_run_parameter_only_where_the_dag_has_members(compiled_members):
+def test_the_member_count_is_a_run_parameter_only_where_the_dag_has_members(compiled_members,
+                                                                            tmp_path):
     spec, _ = compiled_members
-    assert spec["root"]["inputDefinitions"]["parameters"]["members"]["defaultValue"] == 3
-    assert pipeline_arguments(preset("best", ["members=3"]))["members"] == 3
-    assert "members" not in pipeline_arguments(preset("best"))
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    assert parameters["members"]["defaultValue"] == 3
+    assert parameters["combine"]["defaultValue"] == "mean"
+    # The choice step takes the run's combine parameter, so a submission can change it.
+    choice = spec["root"]["dag"]["tasks"]["choose-member"]["inputs"]["parameters"]["combine"]
+    assert choice == {"componentInputParameter": "combine"}
+    arguments = pipeline_arguments(preset("best", ["members=3", "combine=medoid"]))
+    assert arguments["members"] == 3 and arguments["combine"] == "medoid"
+    assert not {"members", "combine"} & set(pipeline_arguments(preset("best")))
+    path = tmp_path / "one.yaml"
+    compiler.Compiler().compile(build_pipeline(preset("best"), Placement()), str(path))
+    one = next(yaml.safe_load_all(path.read_text()))
+    assert not {"members", "combine"} & set(one["root"]["inputDefinitions"]["parameters"])
 
 
 @pytest.mark.parametrize("version", ["2.5", "2.2"])
@@ -101,6 +112,7 @@ def test_backends_that_cannot_collect_artifacts_refuse_members(version):
     (["members=0"], r"members.*\[1, 9\]"),
     (["members=10"], r"members.*\[1, 9\]"),
     (["members=3", "registry.warm_start=true"], "cannot warm-start"),
+    (["members=3", "combine=median"], r"combine.*must be .mean. or .medoid."),
 ])
 def test_impossible_member_settings_are_refused(assignments, message):
     with pytest.raises(ConfigError, match=message):
@@ -168,20 +180,77 @@ def test_the_pipeline_run_records_the_choice_and_each_member_nests_in_it(members
     assert version.tags["mlflow_run_id"] == parent.info.run_id
 
 
-@pytest.mark.e2e
-def test_the_chosen_members_model_is_the_one_evaluated_and_registered(members_run):
-    work, summary = members_run
+def _members_outputs(work: Path) -> tuple[Path, dict[int, Path]]:
     (run_dir,) = [p for p in (work / "kfp-outputs").iterdir() if p.is_dir()]
-    from mlflow import MlflowClient
-
-    chosen = int(MlflowClient(summary["tracking_uri"]).get_run(
-        summary["mlflow_run_id"]).data.metrics["members.chosen"])
-    handed_on = (run_dir / "choose-member" / "model" / "dec.keras").read_bytes()
-    members = {int(p.name.rsplit("-", 1)[1]): (p / "dec-train" / "model" / "dec.keras")
+    members = {int(p.name.rsplit("-", 1)[1]): p / "dec-train" / "model"
                for p in run_dir.glob("for-loop-*-iteration-*")}
     assert sorted(members) == [0, 1, 2]
-    assert handed_on == members[chosen].read_bytes()
-    assert all(handed_on != Path(m).read_bytes() for i, m in members.items() if i != chosen)
+    return run_dir, members
+
+
+@pytest.mark.e2e
+def test_the_members_mean_is_the_model_evaluated_registered_and_served(members_run):
+    """``combine=mean`` (the default): one model whose q is the mean of the three members',
+    numbered as the chosen member; evaluation scores it and the champion serves it."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from dec_lib.data.datasets import read_dataset
+    from dec_lib.model.agreement import aligned_order
+    from dec_lib.model.dec_model import cluster_labels, clustering_layer, soft_assignments
+    from dec_lib.model.metrics import cluster_accuracy
+    from dec_lib.model.saving import load_model
+
+    work, summary = members_run
+    run_dir, members = _members_outputs(work)
+    client = MlflowClient(summary["tracking_uri"])
+    run = client.get_run(summary["mlflow_run_id"])
+    chosen = int(run.data.metrics["members.chosen"])
+    assert run.data.params["combine"] == "mean"
+    dataset = read_dataset(str(run_dir / "ingest" / "dataset"))
+    soft = [soft_assignments(load_model(members[i] / "dec.keras"), dataset.x) for i in range(3)]
+    labels = [cluster_labels(q) for q in soft]
+    expected = np.mean([q[:, aligned_order(labels[chosen], lab, q.shape[1])]
+                        for q, lab in zip(soft, labels, strict=True)], axis=0)
+    handed_on = load_model(run_dir / "choose-member" / "model" / "dec.keras")
+    assert clustering_layer(handed_on).members == 3
+    q = soft_assignments(handed_on, dataset.x)
+    np.testing.assert_allclose(q, expected, atol=1e-5)
+    assert summary["acc"] == pytest.approx(cluster_accuracy(dataset.y, cluster_labels(q)),
+                                           abs=1e-9)
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(summary["tracking_uri"])
+    try:
+        served = mlflow.pyfunc.load_model("models:/dec-mnist@champion").predict(dataset.x[:64])
+    finally:
+        mlflow.set_tracking_uri(previous)
+    np.testing.assert_array_equal(served["cluster"].to_numpy(), cluster_labels(q[:64]))
+
+
+@pytest.mark.e2e
+def test_combine_medoid_hands_on_the_chosen_members_own_model(members_run, tmp_path):
+    from mlflow import MlflowClient
+
+    from dec_lib.steps import TrackingContext, choose_member
+
+    work, summary = members_run
+    run_dir, members = _members_outputs(work)
+    chosen = int(MlflowClient(summary["tracking_uri"]).get_run(
+        summary["mlflow_run_id"]).data.metrics["members.chosen"])
+    plan = [{"index": i, "seed": member_seed(0, i), "run_key": f"k/member-{i}"}
+            for i in range(3)]
+    meta = choose_member(
+        str(run_dir / "ingest" / "dataset"), plan,
+        [(str(members[i]), {"seed": member_seed(0, i)}) for i in range(3)],
+        [(str(members[i].parent.parent / "pretrain" / "model"), {"seed": member_seed(0, i)})
+         for i in range(3)],
+        str(tmp_path / "model"), str(tmp_path / "autoencoder"),
+        TrackingContext("k", f"sqlite:///{tmp_path}/mlflow.db"), combine="medoid")
+    assert meta["member"] == chosen and meta["combine"] == "medoid"
+    handed_on = (tmp_path / "model" / "dec.keras").read_bytes()
+    assert handed_on == (members[chosen] / "dec.keras").read_bytes()
+    assert all(handed_on != (m / "dec.keras").read_bytes()
+               for i, m in members.items() if i != chosen)
 
 
 def test_a_choice_without_a_model_for_every_planned_member_fails_in_one_line(capfd):

@@ -23,7 +23,14 @@ from dec_lib.core import phases
 from dec_lib.core.estimator import DEC
 from dec_lib.core.tracker import NullTracker
 from dec_lib.model.autoencoder import encoder_of
-from dec_lib.model.dec_model import build_dec_model, cluster_centres
+from dec_lib.model.dec_model import (
+    build_dec_model,
+    cluster_centres,
+    cluster_labels,
+    clustering_layer,
+    mean_of_members,
+    soft_assignments,
+)
 from dec_lib.model.saving import load_model
 
 N = 300
@@ -203,6 +210,29 @@ def test_initialise_from_a_dec_model_keeps_its_centres(digits, pretrained):
     assert initialised.warm_start
     np.testing.assert_array_equal(initialised.init.centres, centres)
     assert initialised.init.labels.shape == (N,)
+
+
+def test_a_mean_of_members_warm_starts_and_self_trains_as_one_model(digits, pretrained):
+    """Retraining continues a champion that is the mean of members: the same kind of model,
+    every member's encoder and centres trained on the mean q."""
+    images, _ = digits
+    x = images.reshape(N, -1)
+    rng = np.random.default_rng(0)
+    members = [build_dec_model(encoder_of(pretrained.autoencoder),
+                               rng.normal(size=(4, TINY.embedding_dim)).astype(np.float32),
+                               alpha=1.0) for _ in range(2)]
+    champion = mean_of_members(members, [np.arange(4), np.array([3, 2, 1, 0])])
+    initialised = phases.initialise(champion, x, 4, InitConfig(), seed=0)
+    assert initialised.warm_start
+    assert initialised.init.centres.shape == (2, 4, TINY.embedding_dim)
+    np.testing.assert_array_equal(initialised.init.labels,
+                                  cluster_labels(soft_assignments(champion, x)))
+    config = DECConfig(n_clusters=4, maxiter=8, update_interval=4, batch_size=100, tol=0.0)
+    trained = phases.self_train(champion, initialised.init.centres, initialised.init.labels, x,
+                                config, seed=0)
+    assert clustering_layer(trained.model).members == 2
+    assert trained.model.output_shape == (None, 4)
+    assert not np.array_equal(cluster_centres(trained.model), initialised.init.centres)
 
 
 # --- self_train and evaluate -------------------------------------------------------------------

@@ -6,6 +6,7 @@ Every hyper-parameter's type, range and doc in one place (``sections``); named p
 
 from dec_lib.config.presets import PRESETS, Preset, preset
 from dec_lib.config.sections import (
+    COMBINES,
     INIT_METHODS,
     OPTIMIZERS,
     PRECISIONS,
@@ -20,6 +21,7 @@ from dec_lib.config.sections import (
 )
 
 __all__ = [
+    "COMBINES",
     "INIT_METHODS",
     "OPTIMIZERS",
     "PRECISIONS",

@@ -22,6 +22,7 @@ from dec_lib.config.convert import convert
 from dec_lib.errors import ConfigError, short_repr
 
 __all__ = [
+    "COMBINES",
     "INIT_METHODS",
     "OPTIMIZERS",
     "PRECISIONS",
@@ -49,6 +50,8 @@ INIT_METHODS = ("kmeans", "umap")
 """Cluster initialisations: K-Means on the embedding, or UMAP + Gaussian mixture (N2D)."""
 PRECISIONS = ("float32", "bfloat16", "auto")
 """Compute precisions; ``auto`` is bfloat16 where the hardware computes it natively."""
+COMBINES = ("mean", "medoid")
+"""How a run's members become one model: the mean of their q, or the chosen member alone."""
 PROMOTION_CRITERIA = ("auto", "acc", "silhouette")
 """How a new version is compared with the champion; ``auto`` is acc when there are labels."""
 
@@ -239,11 +242,19 @@ class RunConfig:
         Interval(0, MAX_SEED))
     members: int = setting(
         1, """Independent members (pretraining, initialisation, self-training) a pipeline run
-        trains side by side; the one whose clusters agree best with the others' (mean adjusted
-        Rand index, no labels) is evaluated and registered. Member 0 has the run's seed, member
-        i the seed + 1000 i. Three outvote a member whose pretraining merged part of one class
-        into another (BENCHMARKS.md). More than 1 needs KFP backend 2.14 or later.""",
+        trains side by side, then combines (``combine``) around the one whose clusters agree
+        best with the others' (mean adjusted Rand index, no labels). Member 0 has the run's
+        seed, member i the seed + 1000 i. Three outvote a member whose pretraining merged part
+        of one class into another (BENCHMARKS.md). More than 1 needs KFP backend 2.14 or
+        later.""",
         Interval(1, MAX_MEMBERS))
+    combine: str = setting(
+        "mean", """How several members become the one model evaluated and registered: ``mean``
+        serves them all as one model whose soft assignment is the mean of theirs, clusters
+        numbered as the chosen member's (Hungarian matching, no labels); ``medoid`` keeps the
+        chosen member alone, at a third of the serving cost with three members. Unused with
+        members=1.""",
+        OneOf(COMBINES))
     data: DataConfig = field(default_factory=DataConfig)
     autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)

@@ -180,7 +180,8 @@ def initialise(model: keras.Model, x: np.ndarray, n_clusters: int, config: InitC
     warm_start = is_dec_model(model)
     if warm_start:
         init = init_from_model(model, x)
-        log.info("init_clusters: warm start, the champion's %d centres", len(init.centres))
+        log.info("init_clusters: warm start, the champion's %d centres",
+                 init.centres.shape[-2])
     else:
         log.info("init_clusters: %s on the embedding",
                  METHOD_NAMES[config.method])

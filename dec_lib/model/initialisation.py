@@ -197,12 +197,15 @@ def init_from_model(model: keras.Model, x: np.ndarray) -> InitResult:
     Returns
     -------
     InitResult
-        The model's own centres, unchanged, and the clusters it assigns ``x`` to.
+        The model's own centres, unchanged (members x clusters x dimensions for a mean of
+        members, which DEC then continues as one), and the clusters it assigns ``x`` to.
     """
     started = time.perf_counter()
     centres = cluster_centres(model)
     embedding = embed(dec_encoder(model), x)  # one pass; q follows from it and the centres
     labels = cluster_labels(soft_assignment(embedding, centres, clustering_layer(model).alpha))
-    inertia = float(((embedding - centres[labels]) ** 2).sum())
+    # A mean of members' centres, side by side, are centres in the concatenated embedding.
+    joined = np.concatenate(list(centres), axis=1) if centres.ndim == 3 else centres
+    inertia = float(((embedding - joined[labels]) ** 2).sum())
     return InitResult(centres=centres, labels=labels.astype(np.int64), inertia=inertia,
                       seconds=time.perf_counter() - started)

@@ -1,9 +1,11 @@
-"""The steps of a run with several members: plan them, then keep the one the others agree with.
+"""The steps of a run with several members: plan them, then combine them into one model.
 
 A member is a whole pretraining, initialisation and self-training from a seed of its own. Some
 pretraining draws merge part of one class into another, and nothing later in the same member
 repairs it (BENCHMARKS.md, "`best`'s tail"); another member rarely makes the same merge, so the
-member whose clusters agree best with the others' is kept (``dec_lib.model.agreement``).
+member whose clusters agree best with the others' is chosen (``dec_lib.model.agreement``).
+With ``combine=mean`` every member is kept, in one model whose q is the mean of the members',
+their clusters numbered as the chosen member's; with ``combine=medoid`` the chosen member alone.
 """
 
 from __future__ import annotations
@@ -73,12 +75,14 @@ def plan_members(seed: int, members: int, ctx: TrackingContext) -> list[dict[str
 @user_errors_exit
 def choose_member(dataset_path: str, plan: list[dict[str, Any]], models: list[tuple[str, dict]],
                   autoencoders: list[tuple[str, dict]], out_model: str, out_autoencoder: str,
-                  ctx: TrackingContext) -> dict[str, Any]:
-    """Keep the member whose clusters agree best with the other members' clusters.
+                  ctx: TrackingContext, combine: str = "mean") -> dict[str, Any]:
+    """Combine the members around the one whose clusters agree best with the others'.
 
-    The chosen member's DEC model and autoencoder are copied to the outputs, and its MLflow
-    record (pretraining, initialisation and self-training) is adopted into the pipeline's run,
-    so that the run reads as a run of one member, with the choice beside it (``members.*``).
+    The chosen member's autoencoder is copied to the outputs, and its MLflow record
+    (pretraining, initialisation and self-training) is adopted into the pipeline's run, with the
+    choice beside it (``members.*``). The model output is the mean of all the members
+    (``combine=mean``, ``dec_model.mean_of_members``) or the chosen member's DEC model
+    (``combine=medoid``).
 
     Parameters
     ----------
@@ -91,21 +95,29 @@ def choose_member(dataset_path: str, plan: list[dict[str, Any]], models: list[tu
         Each member's DEC model and pretrained autoencoder: path and artifact metadata, which
         carries the member's ``seed``.
     out_model, out_autoencoder : str
-        Where the chosen member's model and autoencoder go.
+        Where the combined model and the chosen member's autoencoder go.
     ctx : TrackingContext
         The pipeline's run.
+    combine : str, default "mean"
+        The ``combine`` setting.
 
     Returns
     -------
     dict
-        The chosen model's metadata, with the choice (``member``, ``member_seed``,
-        ``agreement``).
+        The model's metadata: the chosen member's, with the choice (``member``,
+        ``member_seed``, ``agreement``) and ``combine``.
     """
     begin(names.CHOOSE_MEMBER)
-    from dec_lib.model.agreement import agreement_medoid
-    from dec_lib.model.dec_model import cluster_labels, soft_assignments
-    from dec_lib.model.saving import load_model
+    from dec_lib.model.agreement import agreement_medoid, aligned_order
+    from dec_lib.model.dec_model import (
+        cluster_labels,
+        clustering_layer,
+        mean_of_members,
+        soft_assignments,
+    )
+    from dec_lib.model.saving import load_model, save_model
 
+    combine = config_from_sections(combine=combine).combine
     seeds = [int(member["seed"]) for member in plan]
     model_by_seed = {int(meta.get("seed", -1)): (path, meta) for path, meta in models}
     autoencoder_by_seed = {int(meta.get("seed", -1)): path for path, meta in autoencoders}
@@ -118,23 +130,30 @@ def choose_member(dataset_path: str, plan: list[dict[str, Any]], models: list[tu
     models = [model_by_seed[seed] for seed in seeds]
     with ctx.step(names.CHOOSE_MEMBER):
         dataset = read_dataset(dataset_path)
-        labelings = [cluster_labels(soft_assignments(load_model(str(Path(path) / "dec.keras")),
-                                                     dataset.x))
-                     for path, _ in models]
+        trained = [load_model(str(Path(path) / "dec.keras")) for path, _ in models]
+        labelings = [cluster_labels(soft_assignments(model, dataset.x)) for model in trained]
         choice = agreement_medoid(labelings)
         chosen_path, chosen_meta = models[choice.index]
         tracking.adopt("chosen_member", chosen_meta.get("tracking"))
         tracking.log_params({"members.seeds": ",".join(map(str, seeds)),
-                             "members.chosen_seed": seeds[choice.index]})
+                             "members.chosen_seed": seeds[choice.index], "combine": combine})
         tracking.log_metrics({"members.count": len(models),
                               "members.chosen": choice.index,
                               **{f"members.agreement.{i}": float(a)
                                  for i, a in enumerate(choice.agreement)}})
         shutil.copytree(chosen_path, out_model)
+        if combine == "mean":
+            n_clusters = clustering_layer(trained[choice.index]).n_clusters
+            orders = [aligned_order(labelings[choice.index], labels, n_clusters)
+                      for labels in labelings]
+            save_model(mean_of_members(trained, orders), Path(out_model) / "dec.keras")
         shutil.copytree(autoencoder_by_seed[seeds[choice.index]], out_autoencoder)
-        log.info("choose_member: member %d (seed %d) agrees best with the others: mean ARI %s",
-                 choice.index, seeds[choice.index],
-                 ", ".join(f"{a:.4f}" for a in choice.agreement))
+        log.info("choose_member: member %d (seed %d) agrees best with the others: mean ARI %s; "
+                 "%s", choice.index, seeds[choice.index],
+                 ", ".join(f"{a:.4f}" for a in choice.agreement),
+                 f"the model is the mean of all {len(models)}, numbered as it"
+                 if combine == "mean" else "the model is that member's")
     meta = {k: v for k, v in chosen_meta.items() if k != "tracking"}
     return finite({**meta, "member": choice.index, "member_seed": seeds[choice.index],
-                   "agreement": [round(float(a), 6) for a in choice.agreement]})
+                   "agreement": [round(float(a), 6) for a in choice.agreement],
+                   "combine": combine})
