@@ -34,7 +34,9 @@ log = logging.getLogger("dec.cli")
 def build_config(args: argparse.Namespace) -> RunConfig:
     """Preset, then ``--config``, then ``--dataset``/``--seed``/``--set``, then positional
     ``KEY=VALUE`` (submit, schedule): later wins."""
-    overrides: list[str] = []
+    # Retraining continues the one champion (a mean of members continues as one model), so it
+    # trains one member, unless --set asks for more, which the configuration then refuses.
+    overrides: list[str] = ["members=1"] if getattr(args, "retrain", False) else []
     if getattr(args, "data_pvc", None):
         if getattr(args, "dataset", None):
             raise DecError("--dataset and --data-pvc both name the data; give the path inside "
@@ -730,9 +732,10 @@ def _add_config_options(parser: argparse.ArgumentParser, data: bool = True) -> N
 def _add_mode_options(parser: argparse.ArgumentParser, schedule: bool = False,
                       cache: bool = True) -> None:
     parser.add_argument("--retrain", action="store_true",
-                        help="retraining mode (registry.warm_start=true): start from the "
-                        "registered champion instead of pretraining; train and register "
-                        "nothing when the data is unchanged; promote only past the gate")
+                        help="retraining mode (registry.warm_start=true, members=1): start "
+                        "from the registered champion instead of pretraining; train and "
+                        "register nothing when the data is unchanged; promote only past the "
+                        "gate")
     if not cache:
         return
     if not schedule:

@@ -133,3 +133,19 @@ def test_a_missing_dataset_is_refused_before_the_pipeline_starts(tmp_path, capsy
                  "--work-dir", str(tmp_path / "w")]) == 1
     assert str(missing) in capsys.readouterr().err
     assert not (tmp_path / "w" / "mlflow.db").exists()
+
+
+def test_retraining_best_continues_its_champion_as_one_member():
+    """``best`` trains three members; retraining continues the one champion (a mean of members
+    included), so ``--retrain`` trains one, and an explicit count above one is refused."""
+    from dec_lib.errors import ConfigError
+    from pipelines.cli import build_config
+
+    args = make_parser().parse_args(["run", "--preset", "best", "--retrain"])
+    config = build_config(args)
+    assert (config.members, config.registry.warm_start) == (1, True)
+    assert build_config(make_parser().parse_args(["run", "--preset", "best"])).members == 3
+    explicit = make_parser().parse_args(["run", "--preset", "best", "--retrain", "--set",
+                                         "members=3"])
+    with pytest.raises(ConfigError, match="3 members cannot warm-start"):
+        build_config(explicit)

@@ -403,10 +403,11 @@ def test_validate_after_a_change_in_place_converts_and_refuses():
         config.validate()
 
 
-def test_best_is_default_with_shifts_and_more_epochs():
+def test_best_is_default_with_shifts_more_epochs_and_the_mean_of_three_members():
     changed = {key for key, value in preset("best").flat().items()
                if preset("default").flat()[key] != value}
-    assert changed == {"pretrain.epochs", "pretrain.augment_shift"}
+    assert changed == {"pretrain.epochs", "pretrain.augment_shift", "members"}
+    assert preset("best").members == 3 and preset("best").combine == "mean"
 
 
 # ------------------------------------------- one converter: a file and --set read values alike

@@ -94,9 +94,10 @@ def test_the_member_count_is_a_run_parameter_only_where_the_dag_has_members(comp
     assert choice == {"componentInputParameter": "combine"}
     arguments = pipeline_arguments(preset("best", ["members=3", "combine=medoid"]))
     assert arguments["members"] == 3 and arguments["combine"] == "medoid"
-    assert not {"members", "combine"} & set(pipeline_arguments(preset("best")))
+    assert not {"members", "combine"} & set(pipeline_arguments(preset("best", ["members=1"])))
     path = tmp_path / "one.yaml"
-    compiler.Compiler().compile(build_pipeline(preset("best"), Placement()), str(path))
+    compiler.Compiler().compile(build_pipeline(preset("best", ["members=1"]), Placement()),
+                                str(path))
     one = next(yaml.safe_load_all(path.read_text()))
     assert not {"members", "combine"} & set(one["root"]["inputDefinitions"]["parameters"])
 
@@ -105,7 +106,9 @@ def test_the_member_count_is_a_run_parameter_only_where_the_dag_has_members(comp
 def test_backends_that_cannot_collect_artifacts_refuse_members(version):
     with pytest.raises(ConfigError, match=r"members.*2\.14 and later.*set members=1"):
         build_pipeline(preset("best", ["members=3"]), Placement(), backend=BACKENDS[version])
-    build_pipeline(preset("best"), Placement(), backend=BACKENDS[version])  # one member: fine
+    with pytest.raises(ConfigError, match="set members=1"):  # best has three
+        build_pipeline(preset("best"), Placement(), backend=BACKENDS[version])
+    build_pipeline(preset("best", ["members=1"]), Placement(), backend=BACKENDS[version])
 
 
 @pytest.mark.parametrize("assignments, message", [
