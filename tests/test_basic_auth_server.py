@@ -10,10 +10,9 @@ import secrets
 import subprocess
 import sys
 import time
-import urllib.request
 
 import pytest
-from servers import free_port
+from servers import free_port, wait_until_up
 
 from dec_lib.errors import TrackingError
 from dec_lib.mlops import tracking
@@ -55,16 +54,8 @@ def auth_server(tmp_path_factory):
              "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16)})
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 45
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=2)
-                break
-            except OSError:
-                if time.time() > deadline or process.poll() is not None:
-                    tail = (root / "server.log").read_text(errors="replace")[-2000:]
-                    pytest.fail(f"mlflow server --app-name basic-auth did not start:\n{tail}")
-                time.sleep(0.5)
+        # The shared deadline: 45 s of its own was too short on 2 busy cores (CI, 2026-12-07).
+        wait_until_up(f"{url}/health", process, root / "server.log")
         yield url, password
     finally:
         process.terminate()
