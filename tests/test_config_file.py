@@ -140,7 +140,7 @@ def test_top_level_must_be_a_mapping(tmp_path):
 
 def test_unknown_section_lists_the_known_ones(tmp_path):
     path = _write(tmp_path, "c.yaml", "pretraining:\n  epochs: 5\n")
-    with pytest.raises(ConfigError, match=r"c\.yaml.*known: seed, members, preset, data, "
+    with pytest.raises(ConfigError, match=r"c\.yaml.*known: seed, members, combine, preset, data, "
                                           r"autoencoder, pretrain, init, dec") as error:
         load_config_file(path)
     assert error.value.key == "pretraining"

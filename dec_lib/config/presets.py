@@ -57,15 +57,16 @@ PRESETS: Mapping[str, Preset] = MappingProxyType({
         images (``init.umap_epochs=0``). Measurements in BENCHMARKS.md.""",
         _DEFAULT),
     "best": Preset(
-        """The most accurate preset, at about eight times the default's time on 2 cores.
-        ``default`` plus random shifts of up to 2 pixels while pretraining, and 120 epochs
+        """The most accurate preset, and the slowest: 21-40 minutes on 2 cores, about one
+        member's time on a cluster, where each member pretrains in a pod of its own. ``default``
+        plus random shifts of up to 2 pixels while pretraining, and 120 epochs
         instead of 40: the autoencoder learns an embedding that does not hinge on exact pixel
         positions (as in DEC-DA, Guo et al. 2018), which the manifold initialisation then
         separates better; on MNIST, 120 epochs beat 60 on each of five seeds. Three members,
         served as the mean of their soft assignments (``combine=mean``): a member whose
-        pretraining merged part of one class into another is outvoted, and the mean is more
-        accurate than any one member (BENCHMARKS.md). Needs KFP backend 2.14 or later; set
-        members=1 for older ones.""",
+        pretraining merged part of one class into another is outvoted, and on MNIST the mean
+        scored above the member the others agree with on every seed measured (BENCHMARKS.md).
+        Needs KFP backend 2.14 or later; set members=1 for older ones.""",
         {**_DEFAULT, "pretrain.epochs": 120, "pretrain.augment_shift": 2, "members": 3}),
     "quick": Preset(
         "A smoke test of the default's code path: a small subset and a few epochs.",
