@@ -359,7 +359,7 @@ def build_pipeline(config: "RunConfig | None" = None, placement: "Placement | No
             dec_model, chosen_ae = clustered.outputs["model"], trained_ae.outputs["model"]
         else:
             # Each member logs to an MLflow run of its own, nested in the pipeline's run.
-            plan = _place(plan_members(seed=seed, members=members, **run),
+            plan = _place(plan_members(seed=seed, members=members, combine=combine, **run),
                           names.PLAN_MEMBERS, p.image)
             plan.set_caching_options(False)
             with dsl.ParallelFor(plan.output) as member:

@@ -90,8 +90,9 @@ def test_the_member_count_is_a_run_parameter_only_where_the_dag_has_members(comp
     assert parameters["members"]["defaultValue"] == 3
     assert parameters["combine"]["defaultValue"] == "mean"
     # The choice step takes the run's combine parameter, so a submission can change it.
-    choice = spec["root"]["dag"]["tasks"]["choose-member"]["inputs"]["parameters"]["combine"]
-    assert choice == {"componentInputParameter": "combine"}
+    for step in ("plan-members", "choose-member"):  # checked before training, applied after
+        given = spec["root"]["dag"]["tasks"][step]["inputs"]["parameters"]["combine"]
+        assert given == {"componentInputParameter": "combine"}
     arguments = pipeline_arguments(preset("best", ["members=3", "combine=medoid"]))
     assert arguments["members"] == 3 and arguments["combine"] == "medoid"
     assert not {"members", "combine"} & set(pipeline_arguments(preset("best", ["members=1"])))
@@ -166,6 +167,7 @@ def test_the_pipeline_run_records_the_choice_and_each_member_nests_in_it(members
     assert parent.info.status == "FINISHED"
     params, metrics = parent.data.params, parent.data.metrics
     assert params["members"] == "3" and params["members.seeds"] == "0,1000,2000"
+    assert params["combine"] == "mean"
     agreement = [metrics[f"members.agreement.{i}"] for i in range(3)]
     chosen = int(metrics["members.chosen"])
     assert chosen == int(np.argmax(agreement))
@@ -209,7 +211,6 @@ def test_the_members_mean_is_the_model_evaluated_registered_and_served(members_r
     client = MlflowClient(summary["tracking_uri"])
     run = client.get_run(summary["mlflow_run_id"])
     chosen = int(run.data.metrics["members.chosen"])
-    assert run.data.params["combine"] == "mean"
     dataset = read_dataset(str(run_dir / "ingest" / "dataset"))
     soft = [soft_assignments(load_model(members[i] / "dec.keras"), dataset.x) for i in range(3)]
     labels = [cluster_labels(q) for q in soft]
@@ -274,17 +275,19 @@ def test_a_choice_without_a_model_for_every_planned_member_fails_in_one_line(cap
     assert not Path("out-model").exists()
 
 
-@pytest.mark.parametrize("members, message", [
-    (1, "1 member in a pipeline compiled for several: compile the pipeline with members=1"),
-    (12, r"setting 'members': must be in \[1, 9\]"),
+@pytest.mark.parametrize("members, combine, message", [
+    (1, "mean", "1 member in a pipeline compiled for several: compile the pipeline with "
+     "members=1"),
+    (12, "mean", r"setting 'members': must be in \[1, 9\]"),
+    (3, "median", r"setting 'combine': must be 'mean' or 'medoid'"),
 ])
-def test_a_member_count_changed_at_submission_is_checked_before_anything_trains(
-        members, message, capfd, tmp_path):
+def test_member_settings_changed_at_submission_are_checked_before_anything_trains(
+        members, combine, message, capfd, tmp_path):
     from dec_lib.steps import TrackingContext, plan_members
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     with pytest.raises(SystemExit) as stopped:
-        plan_members(0, members, TrackingContext("a-run", uri))
+        plan_members(0, members, TrackingContext("a-run", uri), combine=combine)
     assert stopped.value.code == 1
     captured = capfd.readouterr()
     errors = [line for line in (captured.out + captured.err).splitlines()

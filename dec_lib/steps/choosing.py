@@ -38,11 +38,14 @@ def member_seed(seed: int, index: int) -> int:
 
 
 @user_errors_exit
-def plan_members(seed: int, members: int, ctx: TrackingContext) -> list[dict[str, Any]]:
+def plan_members(seed: int, members: int, ctx: TrackingContext,
+                 combine: str = "mean") -> list[dict[str, Any]]:
     """Each member's seed and the key of its MLflow run, in member order.
 
     The pipeline's MLflow run is created here, before the members start side by side: each
-    member's run is nested in it, and members creating it at once could make two.
+    member's run is nested in it, and members creating it at once could make two. ``combine``
+    is checked here too, so that a bad value given at submission stops the run before any
+    member trains.
 
     Parameters
     ----------
@@ -52,6 +55,8 @@ def plan_members(seed: int, members: int, ctx: TrackingContext) -> list[dict[str
         How many members (the ``members`` setting).
     ctx : TrackingContext
         The pipeline's run; each member's run is keyed under its key.
+    combine : str, default "mean"
+        The ``combine`` setting, which ``choose_member`` applies after the members.
 
     Returns
     -------
@@ -59,7 +64,7 @@ def plan_members(seed: int, members: int, ctx: TrackingContext) -> list[dict[str
         ``{"index", "seed", "run_key"}`` per member, for the pipeline's loop over members.
     """
     begin(names.PLAN_MEMBERS, tensorflow=False)
-    config = config_from_sections(seed, members=members)
+    config = config_from_sections(seed, members=members, combine=combine)
     if config.members < 2:  # only the DAG of several members has this step
         raise ConfigError("members", f"{config.members} member in a pipeline compiled for "
                           "several: compile the pipeline with members=1 instead (it has no "
@@ -67,7 +72,8 @@ def plan_members(seed: int, members: int, ctx: TrackingContext) -> list[dict[str
     plan = [{"index": i, "seed": member_seed(config.seed, i),
              "run_key": tracking.member_run_key(ctx.run_key, i)} for i in range(config.members)]
     with ctx.step(names.PLAN_MEMBERS):
-        tracking.log_params({"seed": config.seed, "members": config.members})
+        tracking.log_params({"seed": config.seed, "members": config.members,
+                             "combine": config.combine})
     log.info("plan_members: %d members, seeds %s", len(plan), [m["seed"] for m in plan])
     return plan
 
@@ -136,7 +142,7 @@ def choose_member(dataset_path: str, plan: list[dict[str, Any]], models: list[tu
         chosen_path, chosen_meta = models[choice.index]
         tracking.adopt("chosen_member", chosen_meta.get("tracking"))
         tracking.log_params({"members.seeds": ",".join(map(str, seeds)),
-                             "members.chosen_seed": seeds[choice.index], "combine": combine})
+                             "members.chosen_seed": seeds[choice.index]})
         tracking.log_metrics({"members.count": len(models),
                               "members.chosen": choice.index,
                               **{f"members.agreement.{i}": float(a)
