@@ -11,8 +11,10 @@ data set. Labels only score; nothing here feeds back into training.
 
     .venv/bin/python bench/pretrain_length.py --dataset DIR --seed 0 --stages 40 100 200 400 \\
         --work-dir W
+    .venv/bin/python bench/pretrain_length.py --dataset DIR --seed 0 --stages 400 \\
+        --init-seeds 0 1 2 --work-dir W    # the same model, three initialisations
 
-Appends one record per stage to ``bench/results/pretrain_length.json``.
+Appends one record per stage and initialisation seed to ``bench/results/pretrain_length.json``.
 """
 
 import argparse
@@ -31,6 +33,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--stages", nargs="+", type=int, default=[40, 100, 200, 400],
                         help="epochs at which to stop and redo the initialisation (ascending)")
+    parser.add_argument("--init-seeds", nargs="+", type=int,
+                        help="seeds of the initialisation after each stage (default: --seed)")
     parser.add_argument("--work-dir", type=Path, required=True,
                         help="the checkpoint goes here; a second call resumes from it")
     args = parser.parse_args()
@@ -61,21 +65,27 @@ def main() -> None:
                               image_shape=dataset.image_shape,
                               checkpoint_dir=args.work_dir / "checkpoint")
         pretrain_seconds = time.perf_counter() - started
+        if pretrained.resumed_from_epoch > epochs:
+            parser.error(f"the checkpoint in {args.work_dir} is {pretrained.resumed_from_epoch} "
+                         f"epochs in, past the stage of {epochs}")
         z = np.asarray(embed(encoder_of(pretrained.autoencoder), dataset.x), dtype=np.float64)
-        started = time.perf_counter()
-        init = init_centres(z, n_clusters, config.init, seed=args.seed)
-        sizes = np.bincount(init.labels, minlength=n_clusters)
-        record = append_record(
-            "pretrain_length", preset=args.preset, dataset=args.dataset, seed=args.seed,
-            epochs=epochs, resumed_from_epoch=pretrained.resumed_from_epoch,
-            final_loss=round(pretrained.final_loss, 6),
-            acc=round(cluster_accuracy(dataset.y, init.labels), 4),
-            nmi=round(float(normalized_mutual_info_score(dataset.y, init.labels)), 4),
-            largest=int(sizes.max()), smallest=int(sizes.min()),
-            neighbour_agreement=round(neighbour_agreement(z, dataset.y), 4),
-            pretrain_seconds=round(pretrain_seconds), init_seconds=round(
-                time.perf_counter() - started))
-        print(json.dumps(record), flush=True)
+        agreement = neighbour_agreement(z, dataset.y)
+        for init_seed in args.init_seeds or [args.seed]:
+            started = time.perf_counter()
+            init = init_centres(z, n_clusters, config.init, seed=init_seed)
+            sizes = np.bincount(init.labels, minlength=n_clusters)
+            record = append_record(
+                "pretrain_length", preset=args.preset, dataset=args.dataset, seed=args.seed,
+                init_seed=init_seed, epochs=epochs,
+                resumed_from_epoch=pretrained.resumed_from_epoch,
+                final_loss=round(pretrained.final_loss, 6),
+                acc=round(cluster_accuracy(dataset.y, init.labels), 4),
+                nmi=round(float(normalized_mutual_info_score(dataset.y, init.labels)), 4),
+                largest=int(sizes.max()), smallest=int(sizes.min()),
+                neighbour_agreement=round(agreement, 4),
+                pretrain_seconds=round(pretrain_seconds),
+                init_seconds=round(time.perf_counter() - started))
+            print(json.dumps(record), flush=True)
 
 
 if __name__ == "__main__":
