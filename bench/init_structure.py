@@ -16,7 +16,6 @@ import argparse
 import json
 import statistics
 import time
-import warnings
 from pathlib import Path
 
 from dec_candidates import run_outputs, seed_of
@@ -40,21 +39,17 @@ def neighbour_agreement(z, y, k: int = 10, n: int = 20_000, seed: int = 0) -> fl
     return float((predicted == y[rows]).mean())
 
 
-def partition(z, n_clusters: int, config, seed: int, umap_args: dict):
-    """The initialisation's labels with ``umap_args`` over the library's UMAP settings."""
-    import umap
-    from sklearn.mixture import GaussianMixture
+def partition_scores(y, labels, n_clusters: int) -> dict:
+    """ACC, NMI and the largest and smallest cluster's size of one partition."""
+    import numpy as np
+    from sklearn.metrics import normalized_mutual_info_score
 
-    from dec_lib.model.initialisation import layout_epochs
+    from dec_lib.model.metrics import cluster_accuracy
 
-    settings = {"n_components": config.umap_components or n_clusters,
-                "n_neighbors": config.umap_neighbors, "min_dist": 0.0, "metric": "euclidean",
-                "n_epochs": layout_epochs(len(z), config.umap_epochs), **umap_args}
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*n_jobs value.*")
-        mapped = umap.UMAP(random_state=seed, **settings).fit_transform(z)
-    return GaussianMixture(n_clusters, covariance_type="full", n_init=config.n_init,
-                           max_iter=config.max_iter, random_state=seed).fit_predict(mapped)
+    sizes = np.bincount(labels, minlength=n_clusters)
+    return {"acc": round(cluster_accuracy(y, labels), 4),
+            "nmi": round(float(normalized_mutual_info_score(y, labels)), 4),
+            "largest": int(sizes.max()), "smallest": int(sizes.min())}
 
 
 def main() -> None:
@@ -67,12 +62,11 @@ def main() -> None:
     args = parser.parse_args()
 
     import numpy as np
-    from sklearn.metrics import normalized_mutual_info_score
 
     from dec_lib.config import preset
     from dec_lib.data.datasets import read_dataset
     from dec_lib.model.autoencoder import embed, encoder_of
-    from dec_lib.model.metrics import cluster_accuracy
+    from dec_lib.model.initialisation import _manifold_labels
     from dec_lib.model.saving import load_model
 
     config = preset(args.preset)
@@ -87,16 +81,14 @@ def main() -> None:
         for name in args.variants:
             for seed in args.seeds:
                 started = time.perf_counter()
-                labels = partition(z, config.dec.n_clusters, config.init, seed, VARIANTS[name])
-                sizes = np.bincount(labels, minlength=config.dec.n_clusters)
-                largest = labels == sizes.argmax()
+                labels = _manifold_labels(z, config.dec.n_clusters, config.init, seed,
+                                          VARIANTS[name])
+                scores = partition_scores(y, labels, config.dec.n_clusters)
+                largest = labels == np.bincount(labels).argmax()
                 held = np.bincount(y[largest], minlength=int(y.max()) + 1)
                 record = append_record(
                     "init_structure", preset=args.preset, run=str(work), run_seed=seed_of(work),
-                    variant=name, seed=seed, umap_args=VARIANTS[name],
-                    acc=round(cluster_accuracy(y, labels), 4),
-                    nmi=round(float(normalized_mutual_info_score(y, labels)), 4),
-                    largest=int(sizes.max()), smallest=int(sizes.min()),
+                    variant=name, seed=seed, umap_args=VARIANTS[name], **scores,
                     largest_holds={int(c): int(held[c]) for c in np.argsort(held)[::-1][:3]},
                     neighbour_agreement=round(agreement, 4),
                     seconds=round(time.perf_counter() - started))

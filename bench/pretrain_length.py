@@ -22,7 +22,7 @@ import json
 import time
 from pathlib import Path
 
-from init_structure import neighbour_agreement
+from init_structure import neighbour_agreement, partition_scores
 from records import append_record
 
 
@@ -42,14 +42,12 @@ def main() -> None:
         parser.error("--stages must be ascending and distinct")
 
     import numpy as np
-    from sklearn.metrics import normalized_mutual_info_score
 
     from dec_lib.config import preset
     from dec_lib.core.phases import pretrain
     from dec_lib.data.datasets import load_dataset
     from dec_lib.model.autoencoder import embed, encoder_of
     from dec_lib.model.initialisation import init_centres
-    from dec_lib.model.metrics import cluster_accuracy
 
     base = preset(args.preset)
     if base.pretrain.schedule != "constant":
@@ -73,15 +71,12 @@ def main() -> None:
         for init_seed in args.init_seeds or [args.seed]:
             started = time.perf_counter()
             init = init_centres(z, n_clusters, config.init, seed=init_seed)
-            sizes = np.bincount(init.labels, minlength=n_clusters)
             record = append_record(
                 "pretrain_length", preset=args.preset, dataset=args.dataset, seed=args.seed,
                 init_seed=init_seed, epochs=epochs,
                 resumed_from_epoch=pretrained.resumed_from_epoch,
                 final_loss=round(pretrained.final_loss, 6),
-                acc=round(cluster_accuracy(dataset.y, init.labels), 4),
-                nmi=round(float(normalized_mutual_info_score(dataset.y, init.labels)), 4),
-                largest=int(sizes.max()), smallest=int(sizes.min()),
+                **partition_scores(dataset.y, init.labels, n_clusters),
                 neighbour_agreement=round(agreement, 4),
                 pretrain_seconds=round(pretrain_seconds),
                 init_seconds=round(time.perf_counter() - started))

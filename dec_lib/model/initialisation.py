@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import keras
 import numpy as np
@@ -127,12 +128,14 @@ def layout_epochs(n_points: int, requested: int = 0) -> int:
 
 
 def _manifold_labels(embedding: np.ndarray, n_clusters: int, config: InitConfig,
-                     seed: int) -> np.ndarray:
+                     seed: int, umap_args: Mapping[str, Any] | None = None) -> np.ndarray:
     """UMAP of the embedding, then a full-covariance Gaussian mixture on the map.
 
     With ``init.umap_fit_samples`` below the number of points, both are fitted on a seeded
     random subset and the rest are mapped and assigned through them: UMAP's cost grows with
     the points it learns from, and a few thousand per cluster already fix the manifold.
+    ``umap_args`` override UMAP's keyword arguments, so that a benchmark can try a variant on
+    this very code path instead of a copy of it.
     """
     import umap
     from sklearn.mixture import GaussianMixture
@@ -146,11 +149,12 @@ def _manifold_labels(embedding: np.ndarray, n_clusters: int, config: InitConfig,
     with warnings.catch_warnings():
         # A fixed random_state makes UMAP single-threaded, which it warns about; we want that.
         warnings.filterwarnings("ignore", message=".*n_jobs value.*")
-        reducer = umap.UMAP(n_components=config.umap_components or n_clusters,
-                            n_neighbors=n_neighbors, min_dist=0.0, metric="euclidean",
-                            random_state=seed,
-                            n_epochs=layout_epochs(len(fitted_on), config.umap_epochs),
-                            init="spectral" if len(fitted_on) > n_clusters + 1 else "random")
+        settings = {"n_components": config.umap_components or n_clusters,
+                    "n_neighbors": n_neighbors, "min_dist": 0.0, "metric": "euclidean",
+                    "random_state": seed,
+                    "n_epochs": layout_epochs(len(fitted_on), config.umap_epochs),
+                    "init": "spectral" if len(fitted_on) > n_clusters + 1 else "random"}
+        reducer = umap.UMAP(**{**settings, **(umap_args or {})})
         mapped_fit = reducer.fit_transform(fitted_on)
         mapped = mapped_fit if isinstance(fit_rows, slice) else reducer.transform(embedding)
     mixture = GaussianMixture(n_components=n_clusters, covariance_type="full",
