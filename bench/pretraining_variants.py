@@ -1,16 +1,18 @@
-"""Benchmark: does a different pretraining of the same network give a more separable embedding?
+"""Benchmark: does a different pretraining, or network, give a more separable embedding?
 
-Pretrains the d-500-500-2000-10 autoencoder (``build_autoencoder``) with Keras ``Model.fit``,
-the same loop for every variant so that they compare side by side, then redoes the
-initialisation (the preset's UMAP + Gaussian mixture, via ``init_centres``) with several seeds.
-The variants change one thing each:
+Pretrains an autoencoder with Keras ``Model.fit``, the same loop for every variant so that they
+compare side by side, then redoes the initialisation (the preset's UMAP + Gaussian mixture, via
+``init_centres``) with several seeds. The variants change one thing each:
 
 - ``plain``: the library's network as it is (the DEC recipe's scaled-uniform kernels), mean
   squared error, Adam at 1e-3, batches of 256;
 - ``glorot``: its kernels redrawn from Glorot's uniform distribution, Keras's default and the
   initialiser N2D's autoencoder trains from;
 - ``denoise-0.2``: 20% of each input's pixels set to zero and the clean image as the target,
-  the masking noise of DEC's stacked denoising autoencoder (Xie et al. 2016), trained end to end.
+  the masking noise of DEC's stacked denoising autoencoder (Xie et al. 2016), trained end to end;
+- ``conv``: not the product's network but the convolutional autoencoder of DCEC and ConvDEC-DA
+  (Guo et al. 2017, 2018): 32, 64 and 128 filters of 5, 5 and 3 pixels at stride 2, a 10-d
+  dense embedding and the mirror image, for 2-D images only.
 
 Records ACC, NMI, the largest and smallest cluster and the embedding's 10-nearest-neighbour
 label agreement. Labels only score; nothing here feeds back into training.
@@ -29,17 +31,42 @@ import time
 from init_structure import neighbour_agreement, partition_scores
 from records import append_record
 
-MASKED_FRACTION = {"plain": 0.0, "glorot": 0.0, "denoise-0.2": 0.2}
+MASKED_FRACTION = {"plain": 0.0, "glorot": 0.0, "denoise-0.2": 0.2, "conv": 0.0}
 """Fraction of input pixels each variant zeroes in training."""
 
 
-def build(variant: str, input_dim: int, config, seed: int):
+def conv_autoencoder(image_shape: tuple[int, int], embedding_dim: int):
+    """Flattened images in and out, through DCEC's convolutional encoder and its mirror."""
+    import keras
+    from keras import layers
+
+    from dec_lib.model.autoencoder import EMBEDDING_LAYER
+
+    height, width = image_shape
+    images = keras.Input(shape=(height * width,), name="image")
+    h = layers.Reshape((height, width, 1))(images)
+    h = layers.Conv2D(32, 5, strides=2, padding="same", activation="relu")(h)
+    h = layers.Conv2D(64, 5, strides=2, padding="same", activation="relu")(h)
+    h = layers.Conv2D(128, 3, strides=2, padding="valid", activation="relu")(h)
+    inner = h.shape[1:]
+    embedding = layers.Dense(embedding_dim, name=EMBEDDING_LAYER)(layers.Flatten()(h))
+    h = layers.Dense(inner[0] * inner[1] * inner[2], activation="relu")(embedding)
+    h = layers.Reshape(inner)(h)
+    h = layers.Conv2DTranspose(64, 3, strides=2, padding="valid", activation="relu")(h)
+    h = layers.Conv2DTranspose(32, 5, strides=2, padding="same", activation="relu")(h)
+    h = layers.Conv2DTranspose(1, 5, strides=2, padding="same")(h)
+    return keras.Model(images, layers.Reshape((height * width,))(h), name="conv_autoencoder")
+
+
+def build(variant: str, input_dim: int, config, seed: int, image_shape=None):
     """The autoencoder and the model that trains it (input masking in front, for denoising)."""
     import keras
 
     from dec_lib.model.autoencoder import build_autoencoder
 
     keras.utils.set_random_seed(seed)
+    if variant == "conv":
+        return (conv_autoencoder(image_shape, config.embedding_dim),) * 2
     autoencoder = build_autoencoder(input_dim, config)
     if variant == "glorot":
         for i, layer in enumerate(layer for layer in autoencoder.layers if layer.weights):
@@ -78,7 +105,12 @@ def main() -> None:
     x = np.asarray(dataset.x, dtype=np.float32)
     n_clusters = config.dec.n_clusters
     for variant in args.variants:
-        autoencoder, trained = build(variant, x.shape[1], config.autoencoder, args.seed)
+        if variant == "conv" and (dataset.image_shape is None or len(dataset.image_shape) != 2
+                                  or min(dataset.image_shape) < 24):
+            parser.error(f"--variants conv needs 2-D images of 24 pixels or more a side, "
+                         f"not {dataset.image_shape}")
+        autoencoder, trained = build(variant, x.shape[1], config.autoencoder, args.seed,
+                                     dataset.image_shape)
         trained.compile(optimizer=keras.optimizers.Adam(config.pretrain.learning_rate),
                         loss="mse", jit_compile=False)
         started = time.perf_counter()
