@@ -115,7 +115,7 @@ def main() -> None:
                         loss="mse", jit_compile=False)
         started = time.perf_counter()
         history = trained.fit(x, x, batch_size=config.pretrain.batch_size, epochs=args.epochs,
-                              shuffle=True, verbose=0)
+                              shuffle=True, verbose=2)
         pretrain_seconds = time.perf_counter() - started
         clean_mse = float(np.mean(np.square(
             autoencoder.predict(x, batch_size=8192, verbose=0) - x)))
