@@ -12,7 +12,7 @@ compare side by side, then redoes the initialisation (the preset's UMAP + Gaussi
   the masking noise of DEC's stacked denoising autoencoder (Xie et al. 2016), trained end to end;
 - ``conv``: not the product's network but the convolutional autoencoder of DCEC and ConvDEC-DA
   (Guo et al. 2017, 2018): 32, 64 and 128 filters of 5, 5 and 3 pixels at stride 2, a 10-d
-  dense embedding and the mirror image, for 2-D images only.
+  dense embedding and the mirror image, for 28 x 28 images and others it mirrors exactly.
 
 Records ACC, NMI, the largest and smallest cluster and the embedding's 10-nearest-neighbour
 label agreement. Labels only score; nothing here feeds back into training.
@@ -55,6 +55,9 @@ def conv_autoencoder(image_shape: tuple[int, int], embedding_dim: int):
     h = layers.Conv2DTranspose(64, 3, strides=2, padding="valid", activation="relu")(h)
     h = layers.Conv2DTranspose(32, 5, strides=2, padding="same", activation="relu")(h)
     h = layers.Conv2DTranspose(1, 5, strides=2, padding="same")(h)
+    if tuple(h.shape[1:3]) != (height, width):
+        raise ValueError(f"DCEC's convolutional autoencoder maps {height}x{width} images to "
+                         f"{h.shape[1]}x{h.shape[2]}; it mirrors 28x28 (MNIST's size) exactly")
     return keras.Model(images, layers.Reshape((height * width,))(h), name="conv_autoencoder")
 
 
@@ -106,11 +109,14 @@ def main() -> None:
     n_clusters = config.dec.n_clusters
     for variant in args.variants:
         if variant == "conv" and (dataset.image_shape is None or len(dataset.image_shape) != 2
-                                  or min(dataset.image_shape) < 24):
-            parser.error(f"--variants conv needs 2-D images of 24 pixels or more a side, "
+                                  or min(dataset.image_shape) < 16):
+            parser.error(f"--variants conv needs 2-D images of 16 pixels or more a side, "
                          f"not {dataset.image_shape}")
-        autoencoder, trained = build(variant, x.shape[1], config.autoencoder, args.seed,
-                                     dataset.image_shape)
+        try:
+            autoencoder, trained = build(variant, x.shape[1], config.autoencoder, args.seed,
+                                         dataset.image_shape)
+        except ValueError as error:
+            parser.error(str(error))
         trained.compile(optimizer=keras.optimizers.Adam(config.pretrain.learning_rate),
                         loss="mse", jit_compile=False)
         started = time.perf_counter()
