@@ -42,6 +42,9 @@ def conv_autoencoder(image_shape: tuple[int, int], embedding_dim: int):
 
     from dec_lib.model.autoencoder import EMBEDDING_LAYER
 
+    if image_shape is None or len(image_shape) != 2 or min(image_shape) < 16:
+        raise ValueError(f"--variants conv needs 2-D images of 16 pixels or more a side, "
+                         f"not {image_shape}")
     height, width = image_shape
     images = keras.Input(shape=(height * width,), name="image")
     h = layers.Reshape((height, width, 1))(images)
@@ -107,16 +110,14 @@ def main() -> None:
     dataset = load_dataset(args.dataset)
     x = np.asarray(dataset.x, dtype=np.float32)
     n_clusters = config.dec.n_clusters
-    for variant in args.variants:
-        if variant == "conv" and (dataset.image_shape is None or len(dataset.image_shape) != 2
-                                  or min(dataset.image_shape) < 16):
-            parser.error(f"--variants conv needs 2-D images of 16 pixels or more a side, "
-                         f"not {dataset.image_shape}")
+    if "conv" in args.variants:  # refused before any variant trains, not after
         try:
-            autoencoder, trained = build(variant, x.shape[1], config.autoencoder, args.seed,
-                                         dataset.image_shape)
+            conv_autoencoder(dataset.image_shape, config.autoencoder.embedding_dim)
         except ValueError as error:
             parser.error(str(error))
+    for variant in args.variants:
+        autoencoder, trained = build(variant, x.shape[1], config.autoencoder, args.seed,
+                                     dataset.image_shape)
         trained.compile(optimizer=keras.optimizers.Adam(config.pretrain.learning_rate),
                         loss="mse", jit_compile=False)
         started = time.perf_counter()
