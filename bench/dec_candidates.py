@@ -65,6 +65,11 @@ CANDIDATES: dict[str, dict] = {
     # DEC-DA's rotations of up to 10 degrees beside the shifts.
     "lr-0.03-shift-2-rot-10": {**_RECIPE, "dec.learning_rate": 0.03, "dec.augment_shift": 2,
                                "dec.augment_rotation": 10.0},
+    # More mixture components on UMAP's map, joined by its neighbour graph to the clusters.
+    "lr-0.03-shift-2-mixture-15": {**_RECIPE, "dec.learning_rate": 0.03, "dec.augment_shift": 2,
+                                   "init.mixture_components": 15},
+    "lr-0.03-shift-2-mixture-20": {**_RECIPE, "dec.learning_rate": 0.03, "dec.augment_shift": 2,
+                                   "init.mixture_components": 20},
 }
 """Variant name to its self-training settings over the preset's (IDEC's gamma of 0.1 on the
 clustering loss is a reconstruction weight of 10 here, where KL(p || q) has weight 1). A variant

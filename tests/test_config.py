@@ -196,6 +196,7 @@ def test_an_assignment_without_equals_sign_is_refused():
         ("pretrain.optimizer=rmsprop", "pretrain.optimizer"),
         ("pretrain.momentum=1", "pretrain.momentum"),
         ("autoencoder.hidden_dims=[64,0]", "autoencoder.hidden_dims"),
+        ("init.mixture_components=1001", "init.mixture_components"),
     ],
 )
 def test_impossible_values_are_refused_naming_the_key(assignment, key):
@@ -209,6 +210,19 @@ def test_more_clusters_than_samples_is_refused_on_n_clusters():
     with pytest.raises(ConfigError, match=r"data\.n_samples=10") as info:
         preset("default").with_overrides(["dec.n_clusters=20", "data.n_samples=10"])
     assert info.value.key == "dec.n_clusters"
+
+
+def test_fewer_mixture_components_than_clusters_are_refused_before_training():
+    with pytest.raises(ConfigError, match="use 0 or at least 10") as info:
+        preset("default").with_overrides(["init.mixture_components=5"])
+    assert info.value.key == "init.mixture_components"
+    assert preset("default").with_overrides(["init.mixture_components=10"])
+
+
+def test_a_umap_fit_subset_smaller_than_the_clusters_is_refused_before_training():
+    with pytest.raises(ConfigError, match="cannot be fitted on 5 points") as info:
+        preset("default").with_overrides(["init.umap_fit_samples=5"])
+    assert info.value.key == "init.umap_fit_samples"
 
 
 def test_as_many_clusters_as_samples_is_allowed():

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse
 
 from dec_lib.config import InitConfig
 from dec_lib.data.validation import check_n_clusters
 from dec_lib.errors import ConfigError
+from dec_lib.model.component_merging import merge_connected
 from dec_lib.model.initialisation import init_centres, layout_epochs
 from dec_lib.model.metrics import cluster_accuracy
 
@@ -145,6 +147,50 @@ def test_a_fit_subset_as_large_as_the_data_is_the_whole_data():
     same = init_centres(x, 4, InitConfig(method="umap", n_init=1, umap_neighbors=10,
                                          umap_fit_samples=len(x)), seed=3)
     np.testing.assert_array_equal(whole.labels, same.labels)
+
+
+def _uneven(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """One long class of 600 points and two small blobs of 40 beside each other, in 3-D."""
+    rng = np.random.default_rng(seed)
+    along = rng.uniform(0, 30, 600)
+    long = np.stack([along, np.zeros(600), np.zeros(600)], axis=1)
+    small = np.repeat([[15.0, 8.0, 0.0], [15.0, 11.0, 0.0]], 40, axis=0)
+    x = np.concatenate([long, small]) + rng.normal(scale=0.3, size=(680, 3))
+    return x, np.repeat([0, 1, 2], [600, 40, 40])
+
+
+def test_more_mixture_components_joined_by_the_graph_keep_small_classes_apart():
+    x, y = _uneven()
+    config = InitConfig(method="umap", n_init=2, umap_neighbors=10)
+    # As many components as clusters: the long class is cut and the two small ones share one.
+    assert cluster_accuracy(y, init_centres(x, 3, config, seed=0).labels) < 0.7
+    config.mixture_components = 9
+    joined = init_centres(x, 3, config, seed=0)
+    assert cluster_accuracy(y, joined.labels) == 1.0
+    assert joined.centres.shape == (3, 3)
+    np.testing.assert_array_equal(joined.labels, init_centres(x, 3, config, seed=0).labels)
+
+
+def test_joining_with_a_fitted_subset_assigns_every_point():
+    x, y = _uneven()
+    config = InitConfig(method="umap", n_init=2, umap_neighbors=10, mixture_components=9,
+                        umap_fit_samples=500)
+    labels = init_centres(x, 3, config, seed=0).labels
+    assert labels.shape == (680,) and set(labels) == {0, 1, 2}
+    assert cluster_accuracy(y, labels) > 0.95
+
+
+def test_merge_connected_joins_the_most_connected_pair_first():
+    # nodes 0-3 are component 0, 4-5 component 1 (linked densely to component 0), 6-7
+    # component 2 (one weak link to component 1); component 3 is empty and goes first
+    labels = np.array([0, 0, 0, 0, 1, 1, 2, 2])
+    edges = [(0, 1), (1, 2), (2, 3), (3, 4), (2, 4), (1, 5), (4, 5), (6, 7), (5, 6)]
+    weight = [1, 1, 1, 1, 1, 1, 1, 1, 0.1]
+    rows, cols = zip(*edges, strict=True)
+    graph = scipy.sparse.coo_matrix((weight * 2, (rows + cols, cols + rows)), shape=(8, 8))
+    np.testing.assert_array_equal(merge_connected(labels, graph, 4, 3), [0, 1, 2, 0])
+    np.testing.assert_array_equal(merge_connected(labels, graph, 4, 2), [0, 0, 1, 0])
+    np.testing.assert_array_equal(merge_connected(labels, graph, 4, 4), [0, 1, 2, 3])
 
 
 def test_the_initialisations_are_exactly_those_the_setting_allows():

@@ -155,6 +155,12 @@ class InitConfig:
         0, """Epochs of UMAP's layout optimisation (0: fewer as the data grow, 50 at 70,000
         points and UMAP's own 500 up to 7,000). The layout is most of UMAP's time, and the
         mixture needs only its clusters, which settle early.""", Interval(0, 10_000))
+    mixture_components: int = setting(
+        0, """Gaussian mixture components fitted on UMAP's map (0: `dec.n_clusters`). With more,
+        the components that UMAP's neighbour graph connects most are joined until
+        `dec.n_clusters` remain: a large class the mixture cut in two is joined again, and a
+        small class beside a large one keeps a cluster of its own. For classes of unequal
+        sizes; see BENCHMARKS.md.""", Interval(0, 1_000))
 
 
 @dataclass
@@ -363,6 +369,17 @@ class RunConfig:
                 f"{self.dec.n_clusters} clusters cannot be formed from "
                 f"data.n_samples={self.data.n_samples} images",
             )
+        if 0 < self.init.umap_fit_samples < self.dec.n_clusters:
+            raise ConfigError(
+                "init.umap_fit_samples",
+                f"a mixture of dec.n_clusters={self.dec.n_clusters} components cannot be fitted "
+                f"on {self.init.umap_fit_samples} points; use 0 or at least {self.dec.n_clusters}")
+        if 0 < self.init.mixture_components < self.dec.n_clusters:
+            raise ConfigError(
+                "init.mixture_components",
+                f"{self.init.mixture_components} mixture components cannot make "
+                f"dec.n_clusters={self.dec.n_clusters} clusters; use 0 or at least "
+                f"{self.dec.n_clusters}")
         if self.members > 1 and self.registry.warm_start:
             raise ConfigError("members", f"{self.members} members cannot warm-start: retraining "
                               "continues the one champion, so every member would be the same; "

@@ -20,6 +20,7 @@ from dec_lib.config import InitConfig
 from dec_lib.data.validation import check_n_clusters
 from dec_lib.model.autoencoder import embed
 from dec_lib.model.clustering import soft_assignment
+from dec_lib.model.component_merging import merge_connected
 from dec_lib.model.dec_model import cluster_centres, cluster_labels, clustering_layer, dec_encoder
 
 
@@ -134,6 +135,8 @@ def _manifold_labels(embedding: np.ndarray, n_clusters: int, config: InitConfig,
     With ``init.umap_fit_samples`` below the number of points, both are fitted on a seeded
     random subset and the rest are mapped and assigned through them: UMAP's cost grows with
     the points it learns from, and a few thousand per cluster already fix the manifold.
+    With ``init.mixture_components`` above ``n_clusters``, the mixture's components are then
+    joined where UMAP's neighbour graph connects them most (``merge_connected``).
     ``umap_args`` override UMAP's keyword arguments, so that a benchmark can try a variant on
     this very code path instead of a copy of it.
     """
@@ -157,12 +160,15 @@ def _manifold_labels(embedding: np.ndarray, n_clusters: int, config: InitConfig,
         reducer = umap.UMAP(**{**settings, **(umap_args or {})})
         mapped_fit = reducer.fit_transform(fitted_on)
         mapped = mapped_fit if isinstance(fit_rows, slice) else reducer.transform(embedding)
-    mixture = GaussianMixture(n_components=n_clusters, covariance_type="full",
+    n_components = max(n_clusters, min(config.mixture_components, len(fitted_on)))
+    mixture = GaussianMixture(n_components=n_components, covariance_type="full",
                               n_init=config.n_init, max_iter=config.max_iter,
                               random_state=seed)
-    if isinstance(fit_rows, slice):
-        return mixture.fit_predict(mapped)
-    return mixture.fit(mapped_fit).predict(mapped)
+    components_fit = mixture.fit_predict(mapped_fit)
+    components = components_fit if isinstance(fit_rows, slice) else mixture.predict(mapped)
+    if n_components == n_clusters:
+        return components
+    return merge_connected(components_fit, reducer.graph_, n_components, n_clusters)[components]
 
 
 def _cluster_means(embedding: np.ndarray, labels: np.ndarray, n_clusters: int,
