@@ -158,10 +158,10 @@ class InitConfig:
     mixture_components: int = setting(
         0, """Gaussian mixture components fitted on UMAP's map (0: `dec.n_clusters`). With more,
         the components that UMAP's neighbour graph connects most are joined until
-        `dec.n_clusters` remain: a large class the mixture cut in two is joined again, and a
-        small class beside a large one keeps a cluster of its own. Measured at 15 and 20 for
-        10 clusters (BENCHMARKS.md, "More mixture components"); many more let one cluster
-        absorb the rest.""", Interval(0, 1_000))
+        `dec.n_clusters` remain, which can rejoin a large class the mixture cut in two. 15
+        for 10 clusters helped on two of five data sets and lost on two, where it joined
+        classes that touch (BENCHMARKS.md, "More mixture components"); many more let one
+        cluster absorb the rest.""", Interval(0, 1_000))
 
 
 @dataclass

@@ -2,9 +2,9 @@
 
 A Gaussian mixture asked for exactly ``n_clusters`` components spends them by volume: a large
 class is cut in two, and a small class beside a larger one is left inside it. Fitting more
-components and then joining the ones the neighbour graph connects most strongly undoes the
-first without causing the second: pieces of one class are joined by many edges, two classes
-by few.
+components and then joining the ones the neighbour graph connects most strongly undoes that
+where pieces of one class share more edges than two classes do. Where classes touch, it joins
+them instead: BENCHMARKS.md ("More mixture components") has both cases.
 """
 
 from __future__ import annotations
