@@ -183,9 +183,8 @@ def initialise(model: keras.Model, x: np.ndarray, n_clusters: int, config: InitC
         log.info("init_clusters: warm start, the champion's %d centres",
                  init.centres.shape[-2])
     else:
-        joined = (f", {config.mixture_components} components joined into {n_clusters}"
-                  if config.method == "umap" and config.mixture_components > n_clusters else "")
-        log.info("init_clusters: %s on the embedding%s", METHOD_NAMES[config.method], joined)
+        log.info("init_clusters: %s on the embedding",
+                 METHOD_NAMES[config.method])
         init = init_centres(embed(encoder_of(model), x), n_clusters, config, seed=seed)
     metrics = {"init_clusters.inertia": init.inertia}
     if y is not None:  # reported for comparison only; never fed back

@@ -6,6 +6,7 @@ takes them instead from a trained DEC model (``init_from_model``).
 
 from __future__ import annotations
 
+import logging
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -22,6 +23,8 @@ from dec_lib.model.autoencoder import embed
 from dec_lib.model.clustering import soft_assignment
 from dec_lib.model.component_merging import merge_connected
 from dec_lib.model.dec_model import cluster_centres, cluster_labels, clustering_layer, dec_encoder
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -168,6 +171,8 @@ def _manifold_labels(embedding: np.ndarray, n_clusters: int, config: InitConfig,
     components = components_fit if isinstance(fit_rows, slice) else mixture.predict(mapped)
     if n_components == n_clusters:
         return components
+    log.info("init_clusters: joining %d mixture components into %d clusters", n_components,
+             n_clusters)
     return merge_connected(components_fit, reducer.graph_, n_components, n_clusters)[components]
 
 
