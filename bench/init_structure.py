@@ -7,7 +7,13 @@ classes it holds, so a low ACC can be told apart as a merge of classes or a spli
 embedding's 10-nearest-neighbour label agreement says whether the classes are told apart locally
 at all. Labels only score; nothing here feeds back into training.
 
+``--representation`` clusters something other than the embedding with the same UMAP + mixture:
+the pixels themselves, or the output of one of the encoder's hidden layers (``encoder_0`` to
+``encoder_2``: 500, 500 and 2,000 units in d-500-500-2000-10), to tell whether the embedding or
+the partitioning limits the initialisation.
+
     .venv/bin/python bench/init_structure.py W/default-seed-0 W/default-seed-1 --seeds 0 1 2
+    .venv/bin/python bench/init_structure.py W/default-seed-0 --representation pixels
 
 Appends one record per run, variant and seed to ``bench/results/init_structure.json``.
 """
@@ -26,6 +32,20 @@ VARIANTS: dict[str, dict] = {
     "min-dist-0.1": {"min_dist": 0.1},
 }
 """UMAP keyword arguments over the ones ``init.method=umap`` uses."""
+
+
+def representation(encoder, x, name: str):
+    """What is clustered: ``embedding``, ``pixels`` or the output of one of ``encoder``'s layers."""
+    import keras
+    import numpy as np
+
+    from dec_lib.model.autoencoder import embed
+
+    if name == "pixels":
+        return np.asarray(x, dtype=np.float64)
+    if name != "embedding":
+        encoder = keras.Model(encoder.input, encoder.get_layer(name).output)
+    return np.asarray(embed(encoder, x), dtype=np.float64)
 
 
 def neighbour_agreement(z, y, k: int = 10, n: int = 20_000, seed: int = 0) -> float:
@@ -59,13 +79,16 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2],
                         help="UMAP and mixture seeds to try on each run's embedding")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--representation", default="embedding",
+                        choices=["embedding", "pixels", "encoder_0", "encoder_1", "encoder_2"],
+                        help="what UMAP + the mixture cluster (default: the 10-d embedding)")
     args = parser.parse_args()
 
     import numpy as np
 
     from dec_lib.config import preset
     from dec_lib.data.datasets import read_dataset
-    from dec_lib.model.autoencoder import embed, encoder_of
+    from dec_lib.model.autoencoder import encoder_of
     from dec_lib.model.initialisation import _manifold_labels
     from dec_lib.model.saving import load_model
 
@@ -74,10 +97,12 @@ def main() -> None:
     for work in args.work_dirs:
         outputs = run_outputs(work)
         dataset = read_dataset(str(outputs / "ingest" / "dataset"))
-        z = embed(encoder_of(load_model(str(outputs / "pretrain" / "model"))), dataset.x)
-        z, y = np.asarray(z, dtype=np.float64), dataset.y
+        z = representation(encoder_of(load_model(str(outputs / "pretrain" / "model"))),
+                           dataset.x, args.representation)
+        y = dataset.y
         agreement = neighbour_agreement(z, y)
-        print(f"{work}: the embedding's 10-NN label agreement {agreement:.4f}", flush=True)
+        print(f"{work}: the {args.representation}'s 10-NN label agreement {agreement:.4f}",
+              flush=True)
         for name in args.variants:
             for seed in args.seeds:
                 started = time.perf_counter()
@@ -88,7 +113,8 @@ def main() -> None:
                 held = np.bincount(y[largest], minlength=int(y.max()) + 1)
                 record = append_record(
                     "init_structure", preset=args.preset, run=str(work), run_seed=seed_of(work),
-                    variant=name, seed=seed, umap_args=VARIANTS[name], **scores,
+                    variant=name, representation=args.representation, seed=seed,
+                    umap_args=VARIANTS[name], **scores,
                     largest_holds={int(c): int(held[c]) for c in np.argsort(held)[::-1][:3]},
                     neighbour_agreement=round(agreement, 4),
                     seconds=round(time.perf_counter() - started))

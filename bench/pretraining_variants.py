@@ -12,13 +12,17 @@ compare side by side, then redoes the initialisation (the preset's UMAP + Gaussi
   the masking noise of DEC's stacked denoising autoencoder (Xie et al. 2016), trained end to end;
 - ``conv``: not the product's network but the convolutional autoencoder of DCEC and ConvDEC-DA
   (Guo et al. 2017, 2018): 32, 64 and 128 filters of 5, 5 and 3 pixels at stride 2, a 10-d
-  dense embedding and the mirror image, for 28 x 28 images and others it mirrors exactly.
+  dense embedding and the mirror image, for 28 x 28 images and others it mirrors exactly;
+- ``contrastive-0.05``: the library's network and reconstruction loss, plus 0.05 x NT-Xent
+  (SimCLR's loss, Chen et al. 2020, temperature 0.5) pulling together the normalised embeddings
+  of two copies of each image shifted by up to 3 pixels, and pushing apart those of the other
+  images in the batch: another objective for the same network.
 
 Records ACC, NMI, the largest and smallest cluster and the embedding's 10-nearest-neighbour
 label agreement. Labels only score; nothing here feeds back into training.
 
     .venv/bin/python bench/pretraining_variants.py --dataset DIR --seed 0 --epochs 40 \\
-        --variants plain glorot denoise-0.2
+        --variants plain glorot denoise-0.2 contrastive-0.05
 
 Appends one record per variant and initialisation seed to
 ``bench/results/pretraining_variants.json``.
@@ -31,7 +35,8 @@ import time
 from init_structure import neighbour_agreement, partition_scores
 from records import append_record
 
-MASKED_FRACTION = {"plain": 0.0, "glorot": 0.0, "denoise-0.2": 0.2, "conv": 0.0}
+MASKED_FRACTION = {"plain": 0.0, "glorot": 0.0, "denoise-0.2": 0.2, "conv": 0.0,
+                   "contrastive-0.05": 0.0}
 """Fraction of input pixels each variant zeroes in training."""
 
 
@@ -64,6 +69,57 @@ def conv_autoencoder(image_shape: tuple[int, int], embedding_dim: int):
     return keras.Model(images, layers.Reshape((height * width,))(h), name="conv_autoencoder")
 
 
+CONTRASTIVE_WEIGHT = {"contrastive-0.05": 0.05}
+"""Weight of the NT-Xent term beside the reconstruction's mean squared error."""
+TEMPERATURE = 0.5
+
+
+def contrastive_trainer(autoencoder, image_shape, weight: float, seed: int):
+    """A model whose ``fit`` minimises the reconstruction error of the clean images plus
+    ``weight`` x NT-Xent (Chen et al. 2020) between the L2-normalised embeddings of two
+    randomly shifted copies of each image: the same network, another objective."""
+    import keras
+    import tensorflow as tf
+
+    from dec_lib.model.augmentation import augmentation
+    from dec_lib.model.autoencoder import encoder_of
+
+    encoder = encoder_of(autoencoder)
+    augment = augmentation(3, 0.0, image_shape, "pretrain")
+
+    def nt_xent(z1, z2):
+        z = tf.math.l2_normalize(tf.concat([z1, z2], 0), axis=1)
+        n = tf.shape(z1)[0]
+        logits = tf.matmul(z, z, transpose_b=True) / TEMPERATURE
+        logits -= 1e9 * tf.eye(2 * n)
+        positives = tf.concat([tf.range(n, 2 * n), tf.range(0, n)], 0)
+        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(positives, logits))
+
+    class Trainer(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.autoencoder = autoencoder
+
+        def call(self, x):
+            return self.autoencoder(x)
+
+        def train_step(self, data):
+            x = data[0] if isinstance(data, tuple) else data
+            step = tf.cast(self.optimizer.iterations, tf.int32)
+            v1 = augment(x, tf.stack([tf.constant(seed, tf.int32), 2 * step]))
+            v2 = augment(x, tf.stack([tf.constant(seed, tf.int32), 2 * step + 1]))
+            with tf.GradientTape() as tape:
+                mse = tf.reduce_mean(tf.square(self.autoencoder(x, training=True) - x))
+                contrast = nt_xent(encoder(v1, training=True), encoder(v2, training=True))
+                loss = mse + weight * contrast
+            variables = self.autoencoder.trainable_variables
+            gradients = tape.gradient(loss, variables)
+            self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
+            return {"loss": mse, "nt_xent": contrast}
+
+    return Trainer()
+
+
 def build(variant: str, input_dim: int, config, seed: int, image_shape=None):
     """The autoencoder and the model that trains it (input masking in front, for denoising)."""
     import keras
@@ -78,6 +134,9 @@ def build(variant: str, input_dim: int, config, seed: int, image_shape=None):
         for i, layer in enumerate(layer for layer in autoencoder.layers if layer.weights):
             layer.kernel.assign(keras.initializers.GlorotUniform(seed=seed * 100 + i)(
                 layer.kernel.shape))
+    if variant in CONTRASTIVE_WEIGHT:
+        return autoencoder, contrastive_trainer(autoencoder, image_shape,
+                                                CONTRASTIVE_WEIGHT[variant], seed)
     rate = MASKED_FRACTION[variant]
     if not rate:
         return autoencoder, autoencoder
