@@ -30,6 +30,9 @@ from records import append_record
 VARIANTS: dict[str, dict] = {
     "preset": {},
     "min-dist-0.1": {"min_dist": 0.1},
+    # init.umap_components: the map's dimensions (the preset's 0 maps to one per cluster).
+    "components-2": {"n_components": 2},
+    "components-5": {"n_components": 5},
 }
 """UMAP keyword arguments over the ones ``init.method=umap`` uses."""
 
