@@ -162,6 +162,7 @@ def main() -> None:
 
     from dec_lib.config import preset
     from dec_lib.data.datasets import load_dataset
+    from dec_lib.model.augmentation import augmentation
     from dec_lib.model.autoencoder import embed, encoder_of
     from dec_lib.model.initialisation import init_centres
 
@@ -174,6 +175,10 @@ def main() -> None:
             conv_autoencoder(dataset.image_shape, config.autoencoder.embedding_dim)
         except ValueError as error:
             parser.error(str(error))
+    contrastive = [v for v in args.variants if v in CONTRASTIVE_WEIGHT]
+    if contrastive and augmentation(3, 0.0, dataset.image_shape, "pretrain") is None:
+        parser.error(f"--variants {contrastive[0]} needs 2-D images of 8 pixels or more a side "
+                     f"to shift, not {dataset.image_shape}")
     for variant in args.variants:
         autoencoder, trained = build(variant, x.shape[1], config.autoencoder, args.seed,
                                      dataset.image_shape)
