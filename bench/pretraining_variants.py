@@ -72,6 +72,9 @@ def conv_autoencoder(image_shape: tuple[int, int], embedding_dim: int):
 CONTRASTIVE_WEIGHT = {"contrastive-0.05": 0.05}
 """Weight of the NT-Xent term beside the reconstruction's mean squared error."""
 TEMPERATURE = 0.5
+"""NT-Xent's temperature, the value SimCLR (Chen et al. 2020) trained CIFAR-10 with."""
+CONTRASTIVE_SHIFT = 3
+"""Largest shift of each copy, in pixels; capped at 1/8 of the smaller side like the library's."""
 
 
 def contrastive_trainer(autoencoder, image_shape, weight: float, seed: int):
@@ -85,7 +88,7 @@ def contrastive_trainer(autoencoder, image_shape, weight: float, seed: int):
     from dec_lib.model.autoencoder import encoder_of
 
     encoder = encoder_of(autoencoder)
-    augment = augmentation(3, 0.0, image_shape, "pretrain")
+    augment = augmentation(CONTRASTIVE_SHIFT, 0.0, image_shape, "pretrain")
 
     def nt_xent(z1, z2):
         z = tf.math.l2_normalize(tf.concat([z1, z2], 0), axis=1)
@@ -176,7 +179,8 @@ def main() -> None:
         except ValueError as error:
             parser.error(str(error))
     contrastive = [v for v in args.variants if v in CONTRASTIVE_WEIGHT]
-    if contrastive and augmentation(3, 0.0, dataset.image_shape, "pretrain") is None:
+    if contrastive and augmentation(CONTRASTIVE_SHIFT, 0.0, dataset.image_shape,
+                                    "pretrain") is None:
         parser.error(f"--variants {contrastive[0]} needs 2-D images of 8 pixels or more a side "
                      f"to shift, not {dataset.image_shape}")
     for variant in args.variants:
