@@ -33,6 +33,8 @@ VARIANTS: dict[str, dict] = {
     # init.umap_components: the map's dimensions (the preset's 0 maps to one per cluster).
     "components-2": {"n_components": 2},
     "components-5": {"n_components": 5},
+    # Angles rather than distances in the embedding: the autoencoder's scale is arbitrary.
+    "metric-cosine": {"metric": "cosine"},
 }
 """UMAP keyword arguments over the ones ``init.method=umap`` uses."""
 
