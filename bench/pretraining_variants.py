@@ -16,7 +16,13 @@ compare side by side, then redoes the initialisation (the preset's UMAP + Gaussi
 - ``contrastive-0.05``: the library's network and reconstruction loss, plus 0.05 x NT-Xent
   (SimCLR's loss, Chen et al. 2020, temperature 0.5) pulling together the normalised embeddings
   of two copies of each image shifted by up to 3 pixels, and pushing apart those of the other
-  images in the batch: another objective for the same network.
+  images in the batch: another objective for the same network;
+- ``contrastive-1``: SimCLR's recipe at full weight beside the reconstruction: NT-Xent weighted
+  1, on a projection head (64 then 32 units) over the embedding, between copies shifted by up to
+  3 pixels and rotated by up to 10 degrees;
+- ``contrastive-1-flip``: the same, and each copy mirrored left to right at random. A mirrored
+  garment is the same garment, a mirrored digit is not: an invariance only a user who knows the
+  data can assert, so never a default.
 
 Records ACC, NMI, the largest and smallest cluster and the embedding's 10-nearest-neighbour
 label agreement. Labels only score; nothing here feeds back into training.
@@ -36,7 +42,7 @@ from init_structure import neighbour_agreement, partition_scores
 from records import append_record
 
 MASKED_FRACTION = {"plain": 0.0, "glorot": 0.0, "denoise-0.2": 0.2, "conv": 0.0,
-                   "contrastive-0.05": 0.0}
+                   "contrastive-0.05": 0.0, "contrastive-1": 0.0, "contrastive-1-flip": 0.0}
 """Fraction of input pixels each variant zeroes in training."""
 
 
@@ -69,18 +75,26 @@ def conv_autoencoder(image_shape: tuple[int, int], embedding_dim: int):
     return keras.Model(images, layers.Reshape((height * width,))(h), name="conv_autoencoder")
 
 
-CONTRASTIVE_WEIGHT = {"contrastive-0.05": 0.05}
+CONTRASTIVE_WEIGHT = {"contrastive-0.05": 0.05, "contrastive-1": 1.0, "contrastive-1-flip": 1.0}
 """Weight of the NT-Xent term beside the reconstruction's mean squared error."""
+STRONG = {"contrastive-1": False, "contrastive-1-flip": True}
+"""The variants with a projection head and rotations, and whether each also mirrors."""
+CONTRASTIVE_DEGREES = 10.0
+"""Largest rotation of each copy in the strong variants, in degrees."""
+PROJECTION_UNITS = (64, 32)
+"""The projection head's layers (SimCLR: the loss on a head, the representation before it)."""
 TEMPERATURE = 0.5
 """NT-Xent's temperature, the value SimCLR (Chen et al. 2020) trained CIFAR-10 with."""
 CONTRASTIVE_SHIFT = 3
 """Largest shift of each copy, in pixels; capped at 1/8 of the smaller side like the library's."""
 
 
-def contrastive_trainer(autoencoder, image_shape, weight: float, seed: int):
+def contrastive_trainer(autoencoder, image_shape, weight: float, seed: int,
+                        strong: bool = False, flip: bool = False):
     """A model whose ``fit`` minimises the reconstruction error of the clean images plus
     ``weight`` x NT-Xent (Chen et al. 2020) between the L2-normalised embeddings of two
-    randomly shifted copies of each image: the same network, another objective."""
+    randomly shifted copies of each image: the same network, another objective. ``strong`` adds
+    rotations and a projection head, ``flip`` random left-right mirroring."""
     import keras
     import tensorflow as tf
 
@@ -88,7 +102,26 @@ def contrastive_trainer(autoencoder, image_shape, weight: float, seed: int):
     from dec_lib.model.autoencoder import encoder_of
 
     encoder = encoder_of(autoencoder)
-    augment = augmentation(CONTRASTIVE_SHIFT, 0.0, image_shape, "pretrain")
+    shifted = augmentation(CONTRASTIVE_SHIFT, CONTRASTIVE_DEGREES if strong else 0.0,
+                           image_shape, "pretrain")
+    head = keras.Sequential([keras.layers.Dense(PROJECTION_UNITS[0], activation="relu"),
+                             keras.layers.Dense(PROJECTION_UNITS[1])]) if strong else None
+    if head is not None:  # built here, so that the optimiser sees its weights from the start
+        head.build((None, encoder.output.shape[-1]))
+
+    def augment(x, draw):
+        x = shifted(x, draw)
+        if not flip:
+            return x
+        height, width = image_shape
+        images = tf.reshape(x, (-1, height, width))
+        mirrored = tf.reshape(tf.reverse(images, axis=[2]), (-1, height * width))
+        coin = tf.random.stateless_uniform((tf.shape(x)[0], 1), draw + 7_919) < 0.5
+        return tf.where(coin, mirrored, x)
+
+    def project(x):
+        z = encoder(x, training=True)
+        return head(z, training=True) if head is not None else z
 
     def nt_xent(z1, z2):
         z = tf.math.l2_normalize(tf.concat([z1, z2], 0), axis=1)
@@ -102,6 +135,7 @@ def contrastive_trainer(autoencoder, image_shape, weight: float, seed: int):
         def __init__(self):
             super().__init__()
             self.autoencoder = autoencoder
+            self.head = head
 
         def call(self, x):
             return self.autoencoder(x)
@@ -113,9 +147,10 @@ def contrastive_trainer(autoencoder, image_shape, weight: float, seed: int):
             v2 = augment(x, tf.stack([tf.constant(seed, tf.int32), 2 * step + 1]))
             with tf.GradientTape() as tape:
                 mse = tf.reduce_mean(tf.square(self.autoencoder(x, training=True) - x))
-                contrast = nt_xent(encoder(v1, training=True), encoder(v2, training=True))
+                contrast = nt_xent(project(v1), project(v2))
                 loss = mse + weight * contrast
-            variables = self.autoencoder.trainable_variables
+            variables = self.autoencoder.trainable_variables + (
+                head.trainable_variables if head is not None else [])
             gradients = tape.gradient(loss, variables)
             self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
             return {"loss": mse, "nt_xent": contrast}
@@ -139,7 +174,9 @@ def build(variant: str, input_dim: int, config, seed: int, image_shape=None):
                 layer.kernel.shape))
     if variant in CONTRASTIVE_WEIGHT:
         return autoencoder, contrastive_trainer(autoencoder, image_shape,
-                                                CONTRASTIVE_WEIGHT[variant], seed)
+                                                CONTRASTIVE_WEIGHT[variant], seed,
+                                                strong=variant in STRONG,
+                                                flip=STRONG.get(variant, False))
     rate = MASKED_FRACTION[variant]
     if not rate:
         return autoencoder, autoencoder
