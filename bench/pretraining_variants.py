@@ -37,13 +37,13 @@ Appends one record per variant and initialisation seed to
 import argparse
 import json
 import time
+from dataclasses import dataclass
 
 from init_structure import neighbour_agreement, partition_scores
 from records import append_record
 
-MASKED_FRACTION = {"plain": 0.0, "glorot": 0.0, "denoise-0.2": 0.2, "conv": 0.0,
-                   "contrastive-0.05": 0.0, "contrastive-1": 0.0, "contrastive-1-flip": 0.0}
-"""Fraction of input pixels each variant zeroes in training."""
+MASKED_FRACTION = {"plain": 0.0, "glorot": 0.0, "denoise-0.2": 0.2, "conv": 0.0}
+"""Fraction of input pixels each reconstruction-only variant zeroes in training."""
 
 
 def conv_autoencoder(image_shape: tuple[int, int], embedding_dim: int):
@@ -75,12 +75,24 @@ def conv_autoencoder(image_shape: tuple[int, int], embedding_dim: int):
     return keras.Model(images, layers.Reshape((height * width,))(h), name="conv_autoencoder")
 
 
-CONTRASTIVE_WEIGHT = {"contrastive-0.05": 0.05, "contrastive-1": 1.0, "contrastive-1-flip": 1.0}
-"""Weight of the NT-Xent term beside the reconstruction's mean squared error."""
-STRONG = {"contrastive-1": False, "contrastive-1-flip": True}
-"""The variants with a projection head and rotations, and whether each also mirrors."""
-CONTRASTIVE_DEGREES = 10.0
-"""Largest rotation of each copy in the strong variants, in degrees."""
+@dataclass(frozen=True)
+class Contrastive:
+    """One contrastive variant: NT-Xent's weight beside the reconstruction's mean squared error,
+    the copies' largest rotation in degrees, whether the loss is taken on a projection head, and
+    whether the copies are mirrored left to right at random."""
+
+    weight: float
+    degrees: float = 0.0
+    head: bool = False
+    flip: bool = False
+
+
+CONTRASTIVE = {"contrastive-0.05": Contrastive(0.05),
+               "contrastive-1": Contrastive(1.0, degrees=10.0, head=True),
+               "contrastive-1-flip": Contrastive(1.0, degrees=10.0, head=True, flip=True)}
+"""The contrastive variants, by name."""
+VARIANTS = [*MASKED_FRACTION, *CONTRASTIVE]
+"""Every variant, in the order they run by default."""
 PROJECTION_UNITS = (64, 32)
 """The projection head's layers (SimCLR: the loss on a head, the representation before it)."""
 TEMPERATURE = 0.5
@@ -89,12 +101,11 @@ CONTRASTIVE_SHIFT = 3
 """Largest shift of each copy, in pixels; capped at 1/8 of the smaller side like the library's."""
 
 
-def contrastive_trainer(autoencoder, image_shape, weight: float, seed: int,
-                        strong: bool = False, flip: bool = False):
+def contrastive_trainer(autoencoder, image_shape, settings: Contrastive, seed: int):
     """A model whose ``fit`` minimises the reconstruction error of the clean images plus
-    ``weight`` x NT-Xent (Chen et al. 2020) between the L2-normalised embeddings of two
-    randomly shifted copies of each image: the same network, another objective. ``strong`` adds
-    rotations and a projection head, ``flip`` random left-right mirroring."""
+    ``settings.weight`` x NT-Xent (Chen et al. 2020) between the L2-normalised embeddings (or
+    their projections) of two randomly shifted copies of each image: the same network, another
+    objective."""
     import keras
     import tensorflow as tf
 
@@ -102,16 +113,15 @@ def contrastive_trainer(autoencoder, image_shape, weight: float, seed: int,
     from dec_lib.model.autoencoder import encoder_of
 
     encoder = encoder_of(autoencoder)
-    shifted = augmentation(CONTRASTIVE_SHIFT, CONTRASTIVE_DEGREES if strong else 0.0,
-                           image_shape, "pretrain")
+    shifted = augmentation(CONTRASTIVE_SHIFT, settings.degrees, image_shape, "pretrain")
     head = keras.Sequential([keras.layers.Dense(PROJECTION_UNITS[0], activation="relu"),
-                             keras.layers.Dense(PROJECTION_UNITS[1])]) if strong else None
+                             keras.layers.Dense(PROJECTION_UNITS[1])]) if settings.head else None
     if head is not None:  # built here, so that the optimiser sees its weights from the start
         head.build((None, encoder.output.shape[-1]))
 
     def augment(x, draw):
         x = shifted(x, draw)
-        if not flip:
+        if not settings.flip:
             return x
         height, width = image_shape
         images = tf.reshape(x, (-1, height, width))
@@ -148,9 +158,8 @@ def contrastive_trainer(autoencoder, image_shape, weight: float, seed: int,
             with tf.GradientTape() as tape:
                 mse = tf.reduce_mean(tf.square(self.autoencoder(x, training=True) - x))
                 contrast = nt_xent(project(v1), project(v2))
-                loss = mse + weight * contrast
-            variables = self.autoencoder.trainable_variables + (
-                head.trainable_variables if head is not None else [])
+                loss = mse + settings.weight * contrast
+            variables = self.trainable_variables  # the autoencoder's and the head's
             gradients = tape.gradient(loss, variables)
             self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
             return {"loss": mse, "nt_xent": contrast}
@@ -172,11 +181,9 @@ def build(variant: str, input_dim: int, config, seed: int, image_shape=None):
         for i, layer in enumerate(layer for layer in autoencoder.layers if layer.weights):
             layer.kernel.assign(keras.initializers.GlorotUniform(seed=seed * 100 + i)(
                 layer.kernel.shape))
-    if variant in CONTRASTIVE_WEIGHT:
-        return autoencoder, contrastive_trainer(autoencoder, image_shape,
-                                                CONTRASTIVE_WEIGHT[variant], seed,
-                                                strong=variant in STRONG,
-                                                flip=STRONG.get(variant, False))
+    if variant in CONTRASTIVE:
+        return autoencoder, contrastive_trainer(autoencoder, image_shape, CONTRASTIVE[variant],
+                                                seed)
     rate = MASKED_FRACTION[variant]
     if not rate:
         return autoencoder, autoencoder
@@ -192,8 +199,7 @@ def main() -> None:
     parser.add_argument("--preset", default="default")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--variants", nargs="+", default=list(MASKED_FRACTION),
-                        choices=list(MASKED_FRACTION))
+    parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
     parser.add_argument("--init-seeds", nargs="+", type=int, default=[0, 1, 2])
     args = parser.parse_args()
 
@@ -215,7 +221,7 @@ def main() -> None:
             conv_autoencoder(dataset.image_shape, config.autoencoder.embedding_dim)
         except ValueError as error:
             parser.error(str(error))
-    contrastive = [v for v in args.variants if v in CONTRASTIVE_WEIGHT]
+    contrastive = [v for v in args.variants if v in CONTRASTIVE]
     if contrastive and augmentation(CONTRASTIVE_SHIFT, 0.0, dataset.image_shape,
                                     "pretrain") is None:
         parser.error(f"--variants {contrastive[0]} needs 2-D images of 8 pixels or more a side "
